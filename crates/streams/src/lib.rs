@@ -1,0 +1,1 @@
+//! Kinesis Data Streams domain (being written).

@@ -1,0 +1,167 @@
+//! Accessors and builders for [`Value`], the document model shared by the
+//! codecs, the validator and the service handlers.
+
+use bytes::Bytes;
+
+use crate::Value;
+
+impl Value {
+    /// An empty structure.
+    pub fn map() -> Value {
+        Value::Map(Vec::new())
+    }
+
+    /// Member `key` of a structure; `None` if absent, explicitly null, or
+    /// if `self` is not a structure.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        match self {
+            Value::Map(members) => members
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v)
+                .filter(|v| !matches!(v, Value::Null)),
+            _ => None,
+        }
+    }
+
+    pub fn str(&self, key: &str) -> Option<&str> {
+        self.get(key).and_then(Value::as_str)
+    }
+    pub fn i64(&self, key: &str) -> Option<i64> {
+        self.get(key).and_then(Value::as_i64)
+    }
+    pub fn bool(&self, key: &str) -> Option<bool> {
+        self.get(key).and_then(Value::as_bool)
+    }
+    pub fn blob(&self, key: &str) -> Option<&Bytes> {
+        self.get(key).and_then(Value::as_blob)
+    }
+    pub fn timestamp(&self, key: &str) -> Option<i64> {
+        self.get(key).and_then(Value::as_timestamp)
+    }
+    pub fn list(&self, key: &str) -> Option<&[Value]> {
+        self.get(key).and_then(Value::as_list)
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            Value::Float(f) if f.fract() == 0.0 => Some(*f as i64),
+            _ => None,
+        }
+    }
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Int(i) => Some(*i as f64),
+            Value::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+    pub fn as_blob(&self) -> Option<&Bytes> {
+        match self {
+            Value::Blob(b) => Some(b),
+            _ => None,
+        }
+    }
+    pub fn as_timestamp(&self) -> Option<i64> {
+        match self {
+            Value::Timestamp(t) => Some(*t),
+            _ => None,
+        }
+    }
+    pub fn as_list(&self) -> Option<&[Value]> {
+        match self {
+            Value::List(l) => Some(l),
+            _ => None,
+        }
+    }
+    pub fn as_map(&self) -> Option<&[(String, Value)]> {
+        match self {
+            Value::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Builder: sets member `key` (replacing an existing one) and returns
+    /// the structure. `Value::Null` values are kept out of the output.
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Value {
+        self.set(key, value);
+        self
+    }
+
+    /// Sets member `key`; a null value removes it. Panics if `self` is not a
+    /// structure (a programming error, never input-driven).
+    pub fn set(&mut self, key: &str, value: impl Into<Value>) {
+        let value = value.into();
+        let Value::Map(members) = self else {
+            panic!("Value::set on a non-structure");
+        };
+        members.retain(|(k, _)| k != key);
+        if !matches!(value, Value::Null) {
+            members.push((key.to_string(), value));
+        }
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Value {
+        Value::String(s.to_string())
+    }
+}
+impl From<String> for Value {
+    fn from(s: String) -> Value {
+        Value::String(s)
+    }
+}
+impl From<&String> for Value {
+    fn from(s: &String) -> Value {
+        Value::String(s.clone())
+    }
+}
+impl From<i64> for Value {
+    fn from(i: i64) -> Value {
+        Value::Int(i)
+    }
+}
+impl From<u32> for Value {
+    fn from(i: u32) -> Value {
+        Value::Int(i as i64)
+    }
+}
+impl From<usize> for Value {
+    fn from(i: usize) -> Value {
+        Value::Int(i as i64)
+    }
+}
+impl From<bool> for Value {
+    fn from(b: bool) -> Value {
+        Value::Bool(b)
+    }
+}
+impl From<Bytes> for Value {
+    fn from(b: Bytes) -> Value {
+        Value::Blob(b)
+    }
+}
+impl From<Vec<Value>> for Value {
+    fn from(l: Vec<Value>) -> Value {
+        Value::List(l)
+    }
+}
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(o: Option<T>) -> Value {
+        o.map_or(Value::Null, Into::into)
+    }
+}
