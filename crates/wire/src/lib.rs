@@ -10,9 +10,49 @@
 //! THE PUBLIC API BELOW IS A CONTRACT used by `eddy-streams` and
 //! `eddy-server`; bodies are being implemented.
 
+mod cbor;
+mod error;
+mod front;
+mod json;
+mod model;
+mod validate;
 mod value;
 
 use bytes::Bytes;
+
+pub use error::ErrorResponse;
+pub use front::RequestHead;
+pub use model::{
+    Member, ModelError, Operation, Pattern, Service, Shape, ShapeId, ShapeKind, kinesis,
+};
+
+/// `Content-Type` of bodies in `protocol`.
+pub fn content_type(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::Json => "application/x-amz-json-1.1",
+        Protocol::Cbor => "application/x-amz-cbor-1.1",
+    }
+}
+
+impl Protocol {
+    /// The protocol of a `Content-Type` header value (parameters after `;`
+    /// ignored), if it is one of the two AWS JSON-1.1 protocols.
+    pub fn from_content_type(content_type: &str) -> Option<Protocol> {
+        let base = content_type.split(';').next().unwrap_or("").trim();
+        if base.eq_ignore_ascii_case("application/x-amz-json-1.1") {
+            Some(Protocol::Json)
+        } else if base.eq_ignore_ascii_case("application/x-amz-cbor-1.1") {
+            Some(Protocol::Cbor)
+        } else {
+            None
+        }
+    }
+
+    /// Same as [`content_type`].
+    pub fn content_type(self) -> &'static str {
+        content_type(self)
+    }
+}
 
 /// A document: what a request decodes to and a response encodes from.
 /// Structures and maps are both `Map` (member name -> value, in insertion
@@ -45,3 +85,87 @@ pub struct AwsError {
     pub message: Option<String>,
     pub status: u16,
 }
+
+impl Service {
+    /// Decodes a request body into a document, directed by the operation's
+    /// input shape. Wrong types give `SerializationException` with AWS's
+    /// text; an unparsable body gives it without a message. Unknown members
+    /// are dropped and JSON `null` means absent.
+    pub fn decode(
+        &self,
+        op: &Operation,
+        protocol: Protocol,
+        body: &[u8],
+    ) -> Result<Value, AwsError> {
+        match protocol {
+            Protocol::Json => json::decode(self, op.input, body),
+            Protocol::Cbor => cbor::decode(self, op.input, body),
+        }
+    }
+
+    /// Checks a decoded input against the model's constraints (required
+    /// members, lengths, ranges, patterns, enums), giving AWS's
+    /// `ValidationException` message.
+    pub fn validate(&self, op: &Operation, input: &Value) -> Result<(), AwsError> {
+        validate::validate(self, op.input, input)
+    }
+
+    /// The individual violations (at most 10, as AWS lists) that
+    /// [`Service::validate`] would report, in order.
+    pub fn violations(&self, op: &Operation, input: &Value) -> Vec<String> {
+        match op.input {
+            Some(shape) => validate::violations(self, shape, input),
+            None => Vec::new(),
+        }
+    }
+
+    /// Decode then validate.
+    pub fn decode_valid(
+        &self,
+        op: &Operation,
+        protocol: Protocol,
+        body: &[u8],
+    ) -> Result<Value, AwsError> {
+        let v = self.decode(op, protocol, body)?;
+        self.validate(op, &v)?;
+        Ok(v)
+    }
+
+    /// Encodes an operation's output. Operations without an output shape
+    /// get an empty body (as AWS sends); otherwise a JSON object or CBOR
+    /// map, with `Null` members left out.
+    pub fn encode(&self, op: &Operation, protocol: Protocol, output: &Value) -> Vec<u8> {
+        match op.output {
+            None => Vec::new(),
+            Some(shape) => self.encode_shape(shape, protocol, output),
+        }
+    }
+
+    /// Encodes `value` as a value of `shape` (e.g. an event-stream payload).
+    pub fn encode_shape(&self, shape: ShapeId, protocol: Protocol, value: &Value) -> Vec<u8> {
+        match protocol {
+            Protocol::Json => {
+                let mut out = Vec::with_capacity(256);
+                json::encode_value(self, Some(shape), value, &mut out);
+                out
+            }
+            Protocol::Cbor => cbor::to_vec(&cbor::to_cbor(self, Some(shape), value)),
+        }
+    }
+
+    /// Decodes `body` as a value of structure `shape` (e.g. to read back an
+    /// output in tests or a client).
+    pub fn decode_shape(
+        &self,
+        shape: ShapeId,
+        protocol: Protocol,
+        body: &[u8],
+    ) -> Result<Value, AwsError> {
+        match protocol {
+            Protocol::Json => json::decode(self, Some(shape), body),
+            Protocol::Cbor => cbor::decode(self, Some(shape), body),
+        }
+    }
+}
+
+pub use validate::{MAX_LISTED, validation_message};

@@ -1,0 +1,477 @@
+//! `application/x-amz-json-1.1`: shape-directed decoding straight from the
+//! body bytes (no intermediate JSON tree) and encoding.
+
+use std::cell::RefCell;
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use crate::model::{Service, ShapeId, ShapeKind};
+use crate::{AwsError, Value};
+
+/// What the body held where a value of some shape was expected.
+pub(crate) enum Found<'a> {
+    Bool,
+    /// A number (`float`: written with a fraction or exponent).
+    Number,
+    Str(&'a str),
+    List,
+    Object,
+}
+
+const BIG_NUMBER: &str = "class com.amazon.coral.value.json.numbers.TruncatingBigNumber";
+const LIST_HERE: &str = "Start of list found where not expected";
+const OBJECT_HERE: &str = "Start of structure or map found where not expected.";
+
+/// The SerializationException message AWS (Coral) gives when `found` is
+/// where a value of `kind` was expected (texts from kinesalite, recorded
+/// against AWS).
+pub(crate) fn type_error(kind: &ShapeKind, found: Found<'_>) -> String {
+    let scalar = |java: &str| -> String {
+        match &found {
+            Found::Bool => format!("class java.lang.Boolean can not be converted to an {java}"),
+            Found::Number => format!("{BIG_NUMBER} can not be converted to an {java}"),
+            Found::Str(_) => format!("class java.lang.String can not be converted to an {java}"),
+            Found::List => LIST_HERE.to_string(),
+            Found::Object => OBJECT_HERE.to_string(),
+        }
+    };
+    match kind {
+        ShapeKind::Boolean => match found {
+            Found::Str(s) => format!("'{}' can not be converted to an Boolean", s.to_uppercase()),
+            _ => scalar("Boolean"),
+        },
+        ShapeKind::Integer => scalar("Integer"),
+        ShapeKind::Long => scalar("Long"),
+        ShapeKind::Double => scalar("Double"),
+        ShapeKind::Float => scalar("Float"),
+        ShapeKind::String => scalar("String"),
+        // Not recorded anywhere; Coral's Java type for timestamps is Date.
+        ShapeKind::Timestamp => scalar("Date"),
+        ShapeKind::Blob => match found {
+            Found::Bool => "class java.lang.Boolean can not be converted to a Blob".to_string(),
+            Found::Number => format!("{BIG_NUMBER} can not be converted to a Blob"),
+            Found::Str(_) => "class java.lang.String can not be converted to a Blob".to_string(),
+            Found::List => LIST_HERE.to_string(),
+            Found::Object => OBJECT_HERE.to_string(),
+        },
+        ShapeKind::List { .. } => match found {
+            Found::Object => OBJECT_HERE.to_string(),
+            _ => "Expected list or null".to_string(),
+        },
+        ShapeKind::Map { .. } => match found {
+            Found::List => LIST_HERE.to_string(),
+            _ => "Expected map or null".to_string(),
+        },
+        ShapeKind::Structure { .. } => match found {
+            Found::List => LIST_HERE.to_string(),
+            _ => "Expected null".to_string(),
+        },
+    }
+}
+
+/// Decodes a base64 blob as AWS does (standard alphabet, padded), with
+/// AWS's messages for the ways it can be wrong.
+pub(crate) fn decode_base64(s: &str) -> Result<Bytes, String> {
+    if s.len() % 4 != 0 {
+        return Err(format!(
+            "'{s}' can not be converted to a Blob: Base64 encoded length is expected a multiple of 4 bytes but found: {}",
+            s.chars().count()
+        ));
+    }
+    match STANDARD.decode(s) {
+        Ok(v) => Ok(Bytes::from(v)),
+        Err(_) => {
+            // Slow path, only for bad input: find the first offending
+            // character the way AWS reports it.
+            let b = s.as_bytes();
+            for (i, &c) in b.iter().enumerate() {
+                let in_alphabet = c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'=';
+                let bad_pad = c == b'=' && b.get(i + 1).is_some_and(|&n| n != b'=');
+                if !in_alphabet || bad_pad {
+                    let ch = s[i..].chars().next().unwrap_or('?');
+                    return Err(format!(
+                        "'{s}' can not be converted to a Blob: Invalid Base64 character: '{ch}'"
+                    ));
+                }
+            }
+            // (sic: "dectected" is AWS's spelling)
+            Err(format!(
+                "'{s}' can not be converted to a Blob: Invalid last non-pad Base64 character dectected"
+            ))
+        }
+    }
+}
+
+/// Seconds (possibly fractional) since the epoch to milliseconds.
+pub(crate) fn seconds_to_ms(s: f64) -> i64 {
+    (s * 1000.0).round() as i64
+}
+
+/// Shared state of one decode: the first type error met (the serde error
+/// itself only carries "abort").
+struct Ctx<'s> {
+    svc: &'s Service,
+    error: RefCell<Option<String>>,
+}
+
+impl Ctx<'_> {
+    fn fail<E: serde::de::Error>(&self, msg: String) -> E {
+        let mut slot = self.error.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(msg);
+        }
+        E::custom("type error")
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Seed<'c, 's> {
+    ctx: &'c Ctx<'s>,
+    shape: ShapeId,
+}
+
+impl<'de> DeserializeSeed<'de> for Seed<'_, '_> {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl Seed<'_, '_> {
+    fn kind(&self) -> &ShapeKind {
+        &self.ctx.svc.shape(self.shape).kind
+    }
+
+    fn number<E: serde::de::Error>(self, i: Option<i64>, f: f64) -> Result<Value, E> {
+        match self.kind() {
+            ShapeKind::Integer | ShapeKind::Long => Ok(Value::Int(match i {
+                Some(i) => i,
+                None => f.floor() as i64,
+            })),
+            ShapeKind::Double | ShapeKind::Float => Ok(Value::Float(f)),
+            ShapeKind::Timestamp => Ok(Value::Timestamp(match i {
+                Some(i) => i.saturating_mul(1000),
+                None => seconds_to_ms(f),
+            })),
+            // kinesalite: "For some reason, doubles are fine" for booleans.
+            ShapeKind::Boolean if i.is_none() => Ok(Value::Bool(f != 0.0)),
+            k => Err(self.ctx.fail(type_error(k, Found::Number))),
+        }
+    }
+
+    fn string<E: serde::de::Error>(self, s: &str) -> Result<Value, E> {
+        match self.kind() {
+            ShapeKind::String => Ok(Value::String(s.to_string())),
+            ShapeKind::Blob => decode_base64(s)
+                .map(Value::Blob)
+                .map_err(|m| self.ctx.fail(m)),
+            // kinesalite notes 'true'/'false'/'1'/'0'/'yes'/'no' convert.
+            ShapeKind::Boolean => match s.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => Ok(Value::Bool(true)),
+                "false" | "0" | "no" => Ok(Value::Bool(false)),
+                _ => Err(self.ctx.fail(type_error(self.kind(), Found::Str(s)))),
+            },
+            k => Err(self.ctx.fail(type_error(k, Found::Str(s)))),
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for Seed<'_, '_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Value, E> {
+        match self.kind() {
+            ShapeKind::Boolean => Ok(Value::Bool(b)),
+            k => Err(self.ctx.fail(type_error(k, Found::Bool))),
+        }
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, i: i64) -> Result<Value, E> {
+        self.number(Some(i), i as f64)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, u: u64) -> Result<Value, E> {
+        self.number(Some(i64::try_from(u).unwrap_or(i64::MAX)), u as f64)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, f: f64) -> Result<Value, E> {
+        self.number(None, f)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Value, E> {
+        self.string(s)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        match *self.kind() {
+            ShapeKind::List { member } => {
+                let seed = Seed {
+                    ctx: self.ctx,
+                    shape: member,
+                };
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(v) = seq.next_element_seed(seed)? {
+                    out.push(v);
+                }
+                Ok(Value::List(out))
+            }
+            ref k => Err(self.ctx.fail(type_error(k, Found::List))),
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        match self.kind() {
+            ShapeKind::Structure { members } => {
+                let mut out: Vec<(String, Value)> = Vec::with_capacity(members.len().min(8));
+                while let Some(idx) = map.next_key_seed(MemberKey(members))? {
+                    let Some(idx) = idx else {
+                        map.next_value::<IgnoredAny>()?;
+                        continue;
+                    };
+                    let m = &members[idx];
+                    let v = map.next_value_seed(Seed {
+                        ctx: self.ctx,
+                        shape: m.shape,
+                    })?;
+                    // Repeated keys: the last one wins.
+                    out.retain(|(k, _)| *k != m.name);
+                    if !matches!(v, Value::Null) {
+                        out.push((m.name.clone(), v));
+                    }
+                }
+                Ok(Value::Map(out))
+            }
+            &ShapeKind::Map { value, .. } => {
+                let mut out: Vec<(String, Value)> = Vec::new();
+                while let Some(k) = map.next_key::<String>()? {
+                    let v = map.next_value_seed(Seed {
+                        ctx: self.ctx,
+                        shape: value,
+                    })?;
+                    out.retain(|(old, _)| *old != k);
+                    out.push((k, v));
+                }
+                Ok(Value::Map(out))
+            }
+            k => Err(self.ctx.fail(type_error(k, Found::Object))),
+        }
+    }
+}
+
+/// Matches an object key against a structure's members (borrowed when the
+/// key has no escapes): `Some(index)`, or `None` for an unknown member.
+struct MemberKey<'m>(&'m [crate::model::Member]);
+
+impl<'de> DeserializeSeed<'de> for MemberKey<'_> {
+    type Value = Option<usize>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MemberKey<'_> {
+    type Value = Option<usize>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a member name")
+    }
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Option<usize>, E> {
+        Ok(self.0.iter().position(|m| m.name == s))
+    }
+}
+
+/// Top level: the body must be one JSON object.
+struct Top<'c, 's>(Seed<'c, 's>);
+
+impl<'de> DeserializeSeed<'de> for Top<'_, '_> {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Top<'_, '_> {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
+        self.0.visit_map(map)
+    }
+}
+
+/// Decodes a JSON request body against structure `shape` (or, with `None`,
+/// checks it is an object and returns an empty structure).
+pub(crate) fn decode(
+    svc: &Service,
+    shape: Option<ShapeId>,
+    body: &[u8],
+) -> Result<Value, AwsError> {
+    let ctx = Ctx {
+        svc,
+        error: RefCell::new(None),
+    };
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let result = match shape {
+        Some(shape) => Top(Seed { ctx: &ctx, shape }).deserialize(&mut de),
+        None => IgnoredObject.deserialize(&mut de).map(|()| Value::map()),
+    };
+    let result = result.and_then(|v| de.end().map(|()| v));
+    match result {
+        Ok(v) => Ok(v),
+        Err(_) => Err(match ctx.error.into_inner() {
+            Some(msg) => AwsError::serialization(msg),
+            None => AwsError::bare("SerializationException"),
+        }),
+    }
+}
+
+/// Accepts any JSON object, ignoring its content.
+struct IgnoredObject;
+
+impl<'de> DeserializeSeed<'de> for IgnoredObject {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for IgnoredObject {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- encoding
+
+/// Writes `s` as a JSON string literal.
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
+    // serde_json's escaping; writing to a Vec cannot fail.
+    serde_json::to_writer(&mut *out, s).expect("writing to a Vec");
+}
+
+fn write_f64(out: &mut Vec<u8>, f: f64) {
+    if f.is_finite() {
+        serde_json::to_writer(&mut *out, &f).expect("writing to a Vec");
+    } else if f.is_nan() {
+        write_str(out, "NaN");
+    } else if f > 0.0 {
+        write_str(out, "Infinity");
+    } else {
+        write_str(out, "-Infinity");
+    }
+}
+
+/// Epoch milliseconds as JSON epoch seconds with a millisecond fraction.
+pub(crate) fn write_timestamp(out: &mut Vec<u8>, ms: i64) {
+    let secs = ms.div_euclid(1000);
+    let frac = ms.rem_euclid(1000);
+    let mut buf = itoa_i64(secs);
+    if frac != 0 {
+        buf.push_str(&format!(".{frac:03}"));
+        while buf.ends_with('0') {
+            buf.pop();
+        }
+    } else {
+        buf.push_str(".0");
+    }
+    out.extend_from_slice(buf.as_bytes());
+}
+
+fn itoa_i64(i: i64) -> String {
+    i.to_string()
+}
+
+/// Encodes `v` as JSON, guided by `shape` where known (members not in the
+/// model are written by their value's own type).
+pub(crate) fn encode_value(svc: &Service, shape: Option<ShapeId>, v: &Value, out: &mut Vec<u8>) {
+    let kind = shape.map(|s| &svc.shape(s).kind);
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Int(i) => match kind {
+            Some(ShapeKind::Timestamp) => write_timestamp(out, *i),
+            _ => out.extend_from_slice(i.to_string().as_bytes()),
+        },
+        Value::Float(f) => match kind {
+            Some(ShapeKind::Integer | ShapeKind::Long) => {
+                out.extend_from_slice((*f as i64).to_string().as_bytes())
+            }
+            _ => write_f64(out, *f),
+        },
+        Value::String(s) => match kind {
+            Some(ShapeKind::Blob) => write_str(out, &STANDARD.encode(s.as_bytes())),
+            _ => write_str(out, s),
+        },
+        Value::Blob(b) => {
+            out.push(b'"');
+            // Base64 output needs no escaping.
+            let start = out.len();
+            out.resize(start + base64::encoded_len(b.len(), true).unwrap_or(0), 0);
+            let n = STANDARD
+                .encode_slice(b, &mut out[start..])
+                .expect("sized buffer");
+            out.truncate(start + n);
+            out.push(b'"');
+        }
+        Value::Timestamp(ms) => write_timestamp(out, *ms),
+        Value::List(items) => {
+            let member = match kind {
+                Some(ShapeKind::List { member }) => Some(*member),
+                _ => None,
+            };
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                encode_value(svc, member, item, out);
+            }
+            out.push(b']');
+        }
+        Value::Map(entries) => {
+            out.push(b'{');
+            let mut first = true;
+            for (k, item) in entries {
+                if matches!(item, Value::Null) {
+                    continue;
+                }
+                let item_shape = match kind {
+                    Some(ShapeKind::Structure { members }) => {
+                        members.iter().find(|m| m.name == *k).map(|m| m.shape)
+                    }
+                    Some(ShapeKind::Map { value, .. }) => Some(*value),
+                    _ => None,
+                };
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                write_str(out, k);
+                out.push(b':');
+                encode_value(svc, item_shape, item, out);
+            }
+            out.push(b'}');
+        }
+    }
+}
