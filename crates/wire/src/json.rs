@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::fmt::Write as _;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -384,22 +385,22 @@ fn write_f64(out: &mut Vec<u8>, f: f64) {
 
 /// Epoch milliseconds as JSON epoch seconds with a millisecond fraction.
 pub(crate) fn write_timestamp(out: &mut Vec<u8>, ms: i64) {
-    let secs = ms.div_euclid(1000);
-    let frac = ms.rem_euclid(1000);
-    let mut buf = itoa_i64(secs);
-    if frac != 0 {
-        buf.push_str(&format!(".{frac:03}"));
+    let abs = ms.unsigned_abs();
+    let (secs, frac) = (abs / 1000, abs % 1000);
+    let mut buf = String::with_capacity(24);
+    if ms < 0 {
+        buf.push('-');
+    }
+    let _ = write!(buf, "{secs}");
+    if frac == 0 {
+        buf.push_str(".0");
+    } else {
+        let _ = write!(buf, ".{frac:03}");
         while buf.ends_with('0') {
             buf.pop();
         }
-    } else {
-        buf.push_str(".0");
     }
     out.extend_from_slice(buf.as_bytes());
-}
-
-fn itoa_i64(i: i64) -> String {
-    i.to_string()
 }
 
 /// Encodes `v` as JSON, guided by `shape` where known (members not in the
