@@ -1,1 +1,115 @@
-fn main() {}
+//! `eddy`: one binary for the whole platform. Subcommands: `serve` runs the
+//! Kinesis-compatible endpoint; `bench` drives load against any endpoint.
+
+mod bench;
+mod config;
+
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "eddy",
+    version,
+    about = "Kinesis-compatible streaming data platform"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the Kinesis Data Streams API.
+    Serve(config::ServeArgs),
+    /// Measure an endpoint (Eddy or any Kinesis-compatible one).
+    Bench(bench::BenchArgs),
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EDDY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            init_tracing();
+            let started = Instant::now();
+            let cfg = config::ServeConfig::resolve(args)?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(serve(cfg, started))
+        }
+        Command::Bench(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(bench::run(args))
+        }
+    }
+}
+
+async fn serve(cfg: config::ServeConfig, started: Instant) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
+    struct C;
+    impl eddy_log::Clock for C {
+        fn now_ms(&self) -> i64 {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64)
+        }
+    }
+    let mut log_cfg = eddy_log::LogConfig {
+        dir: cfg.data_dir.join("log"),
+        durability: cfg.durability,
+        clock: std::sync::Arc::new(C),
+    };
+    log_cfg.durability = cfg.durability;
+    let log = eddy_log::Log::open(log_cfg).context("opening the storage engine")?;
+    let mut scfg = eddy_streams::StreamsConfig::new(cfg.data_dir.join("meta"));
+    scfg.region = cfg.region.clone();
+    scfg.account_id = cfg.account_id.clone();
+    scfg.transition = cfg.transition;
+    scfg.shard_limit = cfg.shard_limit;
+    let streams =
+        eddy_streams::Streams::open(scfg, log.clone()).context("opening stream metadata")?;
+    let app = eddy_server::App::new(streams);
+    let server = eddy_server::Server::bind(cfg.listen, app)
+        .await
+        .with_context(|| format!("listening on {}", cfg.listen))?;
+    let addr = server.local_addr()?;
+    tracing::info!(
+        %addr,
+        data_dir = %cfg.data_dir.display(),
+        durability = ?cfg.durability,
+        region = %cfg.region,
+        account = %cfg.account_id,
+        startup_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "eddy is listening on http://{addr}"
+    );
+    server.run(shutdown_signal()).await?;
+    tracing::info!("shutting down: flushing storage");
+    log.shutdown().await.context("flushing storage")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("signal received");
+}

@@ -1,1 +1,206 @@
-//! Front door (being written).
+//! `eddy-server`: the front door.
+//!
+//! Owns: the listening socket (HTTP/1.1 and HTTP/2 with prior knowledge on
+//! the same port), reading bodies within a size limit, the AWS front-door
+//! checks (delegated to `eddy-wire`), routing `X-Amz-Target` to the service
+//! that serves the operation, `x-amzn-RequestId` on every response, and
+//! graceful shutdown (stop accepting, answer in-flight requests, then stop).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use eddy_streams::Streams;
+use eddy_wire::{ErrorResponse, Protocol, RequestHead, Service};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+
+/// Largest request body accepted: a 10 MiB record in base64 is ~13.4 MiB.
+pub const MAX_BODY_BYTES: usize = 20 * 1024 * 1024;
+/// How long shutdown waits for in-flight requests.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Everything a request may be routed to.
+pub struct App {
+    pub streams: Streams,
+    kinesis: &'static Service,
+}
+
+impl App {
+    pub fn new(streams: Streams) -> Arc<App> {
+        Arc::new(App {
+            streams,
+            kinesis: eddy_wire::kinesis(),
+        })
+    }
+}
+
+fn request_id() -> String {
+    let r: u128 = rand::random();
+    let h = format!("{r:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+fn respond(status: u16, content_type: &'static str, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+fn error_response(e: ErrorResponse) -> Response<Full<Bytes>> {
+    respond(e.status, e.content_type, e.body)
+}
+
+fn aws_error(err: eddy_wire::AwsError, protocol: Protocol) -> Response<Full<Bytes>> {
+    let status = err.status;
+    respond(
+        status,
+        eddy_wire::content_type(protocol),
+        err.encode(protocol),
+    )
+}
+
+/// Handles one HTTP request end to end.
+pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                return respond(413, "text/plain", b"Request Entity Too Large".to_vec());
+            }
+            // The client went away mid-body; nothing useful to answer.
+            return respond(400, "text/plain", Vec::new());
+        }
+    };
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let head = RequestHead {
+        method: parts.method.as_str(),
+        content_type: header("content-type"),
+        target: header("x-amz-target"),
+        authorization: header("authorization"),
+        query: parts.uri.query(),
+        has_date: parts.headers.contains_key("x-amz-date") || parts.headers.contains_key("date"),
+        body_is_empty: body.is_empty(),
+    };
+    let service = app.kinesis;
+    let (op, protocol) = match service.front_door(&head) {
+        Ok(x) => x,
+        Err(e) => return error_response(e),
+    };
+    let input = match service.decode(op, protocol, &body) {
+        Ok(v) => v,
+        Err(e) => return aws_error(e, protocol),
+    };
+    if let Err(e) = service.validate(op, &input) {
+        return aws_error(e, protocol);
+    }
+    if !eddy_streams::OPERATIONS.contains(&op.name.as_str()) {
+        // In the model but not served yet (e.g. queues): say so plainly.
+        return aws_error(
+            eddy_wire::AwsError::new(
+                "UnknownOperationException",
+                format!("{} is not supported by Eddy yet.", op.name),
+            ),
+            protocol,
+        );
+    }
+    match app.streams.handle(&op.name, &input).await {
+        Ok(output) => respond(
+            200,
+            eddy_wire::content_type(protocol),
+            service.encode(op, protocol, &output),
+        ),
+        Err(e) => {
+            tracing::debug!(op = %op.name, error = %e, "request failed");
+            aws_error(e.to_aws(), protocol)
+        }
+    }
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    listener: TcpListener,
+    app: Arc<App>,
+}
+
+impl Server {
+    pub async fn bind(addr: SocketAddr, app: Arc<App>) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Server { listener, app })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and waits (up
+    /// to [`SHUTDOWN_GRACE`]) for in-flight requests to be answered.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
+        let builder = auto::Builder::new(TokioExecutor::new());
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => {
+                    let (stream, _peer) = match accepted {
+                        Ok(x) => x,
+                        Err(e) => {
+                            // Out of file descriptors and the like: back off, keep serving.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let app = self.app.clone();
+                    let svc = service_fn(move |req| {
+                        let app = app.clone();
+                        async move {
+                            let mut resp = handle(app, req).await;
+                            if let Ok(v) = HeaderValue::from_str(&request_id()) {
+                                resp.headers_mut().insert("x-amzn-requestid", v);
+                            }
+                            Ok::<_, Infallible>(resp)
+                        }
+                    });
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                _ = &mut shutdown => break,
+            }
+        }
+        drop(self.listener);
+        tokio::select! {
+            _ = graceful.shutdown() => {}
+            _ = tokio::time::sleep(SHUTDOWN_GRACE) => {
+                tracing::warn!("shutdown grace period passed with requests still in flight");
+            }
+        }
+        Ok(())
+    }
+}

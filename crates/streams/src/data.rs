@@ -1,0 +1,431 @@
+//! The data plane: PutRecord, PutRecords, GetShardIterator, GetRecords.
+//! Routing (partition key → hash key → open shard) happens under the
+//! metadata read lock; storage calls happen after it is released.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use eddy_log::{AppendRecord, ShardAppend};
+use eddy_wire::Value;
+
+use crate::error::{Result, StreamsError};
+use crate::hashkey::{hash_partition_key, parse_hash_key};
+use crate::meta::{Shard, Stream, parse_shard_id, shard_id};
+use crate::seqnum;
+use crate::token::{IteratorToken, java_date};
+use crate::{Streams, now_ms};
+
+/// Shard iterators expire this long after they are issued.
+pub const ITERATOR_TTL_MS: i64 = 300_000;
+/// GetRecords answers at most this many bytes...
+pub const GET_RECORDS_MAX_BYTES: usize = 10 * 1024 * 1024;
+/// ...and this many records.
+pub const GET_RECORDS_MAX_RECORDS: usize = 10_000;
+/// PutRecords request data (data + partition keys) limit.
+pub const PUT_RECORDS_MAX_BYTES: usize = 10 * 1024 * 1024;
+
+/// One record routed to a shard.
+struct Routed {
+    log_id: u64,
+    shard_index: u32,
+}
+
+/// What a put needs from the stream, copied out under the read lock.
+struct PutTarget {
+    tag: u64,
+    max_record_bytes: usize,
+    encrypted: bool,
+    /// Open shards sorted by starting hash key: (start, end, log id, index).
+    shards: Vec<(u128, u128, u64, u32)>,
+}
+
+impl PutTarget {
+    fn of(stream: &Stream) -> PutTarget {
+        let mut shards: Vec<_> = stream
+            .open_shards()
+            .map(|s| (s.start(), s.end(), s.log_id, s.index))
+            .collect();
+        shards.sort_unstable_by_key(|s| s.0);
+        PutTarget {
+            tag: stream.tag,
+            max_record_bytes: stream.max_record_kib as usize * 1024,
+            encrypted: stream.kms_key_id.is_some(),
+            shards,
+        }
+    }
+
+    fn route(&self, hash: u128) -> Result<Routed> {
+        let i = self.shards.partition_point(|s| s.0 <= hash);
+        match i.checked_sub(1).map(|i| self.shards[i]) {
+            Some((_, end, log_id, shard_index)) if hash <= end => Ok(Routed {
+                log_id,
+                shard_index,
+            }),
+            // Open shards always cover the whole space; a gap is a bug.
+            _ => Err(StreamsError::Internal(
+                "no open shard covers the hash key".into(),
+            )),
+        }
+    }
+}
+
+fn dry_run(input: &Value) -> Result<()> {
+    if input.bool("DryRun") == Some(true) {
+        return Err(StreamsError::DryRun(
+            "Request would have succeeded, but DryRun flag is set.".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Validates one record's key and size and returns its hash key.
+fn record_hash(entry: &Value, path: &str, max_record_bytes: usize) -> Result<u128> {
+    let data_len = entry.blob("Data").map_or(0, Bytes::len);
+    let key = entry.str("PartitionKey");
+    let Some(key) = key else {
+        return Err(StreamsError::Validation(format!(
+            "1 validation error detected: Value null at '{path}partitionKey' failed to satisfy constraint: Member must not be null"
+        )));
+    };
+    if data_len + key.len() > max_record_bytes {
+        return Err(StreamsError::Validation(format!(
+            "1 validation error detected: Value 'java.nio.HeapByteBuffer[pos=0 lim={data_len} cap={data_len}]' at '{path}data' failed to satisfy constraint: Member must have length less than or equal to {}",
+            max_record_bytes.saturating_sub(key.len())
+        )));
+    }
+    match entry.str("ExplicitHashKey") {
+        Some(ehk) => parse_hash_key(ehk).ok_or_else(|| {
+            StreamsError::InvalidArgument(format!(
+                "Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value was {ehk}"
+            ))
+        }),
+        None => Ok(hash_partition_key(key)),
+    }
+}
+
+fn append_record(entry: &Value) -> AppendRecord {
+    AppendRecord {
+        key: Bytes::copy_from_slice(entry.str("PartitionKey").unwrap_or_default().as_bytes()),
+        value: entry.blob("Data").cloned().unwrap_or_default(),
+    }
+}
+
+impl Streams {
+    fn put_target(&self, input: &Value) -> Result<(String, PutTarget)> {
+        let name = self.stream_name(input)?;
+        let m = self.read();
+        let stream = self.readable(&m, &name)?;
+        Ok((name, PutTarget::of(stream)))
+    }
+
+    pub(crate) async fn put_record(&self, input: &Value) -> Result<Value> {
+        let (_, target) = self.put_target(input)?;
+        let hash = record_hash(input, "", target.max_record_bytes)?;
+        dry_run(input)?;
+        let routed = target.route(hash)?;
+        let appended = self
+            .log()
+            .append(vec![ShardAppend {
+                shard: routed.log_id,
+                records: vec![append_record(input)],
+            }])
+            .await?;
+        let seq = seqnum::encode(target.tag, routed.shard_index, appended[0].first_position);
+        Ok(Value::map()
+            .with("ShardId", shard_id(routed.shard_index))
+            .with("SequenceNumber", seq)
+            .with(
+                "EncryptionType",
+                if target.encrypted { "KMS" } else { "NONE" },
+            ))
+    }
+
+    pub(crate) async fn put_records(&self, input: &Value) -> Result<Value> {
+        let (_, target) = self.put_target(input)?;
+        let entries = input.list("Records").unwrap_or_default();
+        let mut total = 0usize;
+        let mut routes = Vec::with_capacity(entries.len());
+        for (i, e) in entries.iter().enumerate() {
+            total +=
+                e.blob("Data").map_or(0, Bytes::len) + e.str("PartitionKey").map_or(0, str::len);
+            let hash = record_hash(
+                e,
+                &format!("records.{}.member.", i + 1),
+                target.max_record_bytes,
+            )?;
+            routes.push(target.route(hash)?);
+        }
+        if total > PUT_RECORDS_MAX_BYTES {
+            return Err(StreamsError::InvalidArgument(
+                "Records size exceeds 10 MB limit".into(),
+            ));
+        }
+        dry_run(input)?;
+        // Group by shard, keeping request order within each shard.
+        let mut batches: Vec<ShardAppend> = Vec::new();
+        let mut slot = Vec::with_capacity(entries.len()); // (batch, index in batch)
+        for (e, r) in entries.iter().zip(&routes) {
+            let b = match batches.iter().position(|b| b.shard == r.log_id) {
+                Some(b) => b,
+                None => {
+                    batches.push(ShardAppend {
+                        shard: r.log_id,
+                        records: Vec::new(),
+                    });
+                    batches.len() - 1
+                }
+            };
+            slot.push((b, batches[b].records.len() as u64));
+            batches[b].records.push(append_record(e));
+        }
+        let appended = self.log().append(batches).await?;
+        let records: Vec<Value> = routes
+            .iter()
+            .zip(&slot)
+            .map(|(r, &(b, k))| {
+                Value::map()
+                    .with(
+                        "SequenceNumber",
+                        seqnum::encode(target.tag, r.shard_index, appended[b].first_position + k),
+                    )
+                    .with("ShardId", shard_id(r.shard_index))
+            })
+            .collect();
+        Ok(Value::map()
+            .with("FailedRecordCount", 0i64)
+            .with("Records", records)
+            .with(
+                "EncryptionType",
+                if target.encrypted { "KMS" } else { "NONE" },
+            ))
+    }
+
+    pub(crate) fn get_shard_iterator(&self, input: &Value) -> Result<Value> {
+        let name = self.stream_name(input)?;
+        let shard_arg = input.str("ShardId").unwrap_or_default();
+        let kind = input.str("ShardIteratorType").unwrap_or_default();
+        let starting = input.str("StartingSequenceNumber");
+        let (tag, shard) = {
+            let m = self.read();
+            let stream = self.readable(&m, &name)?;
+            let shard = parse_shard_id(shard_arg)
+                .and_then(|i| stream.shard(i))
+                .cloned()
+                .ok_or_else(|| {
+                    StreamsError::ResourceNotFound(format!(
+                        "Shard {shard_arg} in stream {name} under account {} does not exist",
+                        self.account()
+                    ))
+                })?;
+            (stream.tag, shard)
+        };
+        let needs_seq = matches!(kind, "AT_SEQUENCE_NUMBER" | "AFTER_SEQUENCE_NUMBER");
+        match (needs_seq, starting) {
+            (true, None) => {
+                return Err(StreamsError::InvalidArgument(format!(
+                    "Must either specify (1) AT_SEQUENCE_NUMBER or AFTER_SEQUENCE_NUMBER and StartingSequenceNumber or (2) TRIM_HORIZON or LATEST and no StartingSequenceNumber. Request specified {kind} and no StartingSequenceNumber."
+                )));
+            }
+            (false, Some(_)) if kind != "AT_TIMESTAMP" => {
+                return Err(StreamsError::InvalidArgument(format!(
+                    "Must either specify (1) AT_SEQUENCE_NUMBER or AFTER_SEQUENCE_NUMBER and StartingSequenceNumber or (2) TRIM_HORIZON or LATEST and no StartingSequenceNumber. Request specified {kind} and also a StartingSequenceNumber."
+                )));
+            }
+            _ => {}
+        }
+        let bounds = self.log().bounds(shard.log_id)?;
+        let end = shard.ending_position.unwrap_or(u64::MAX);
+        let position = match kind {
+            "TRIM_HORIZON" => bounds.trim_horizon,
+            "LATEST" => bounds.tip.min(end),
+            "AT_TIMESTAMP" => {
+                let Some(ts) = input.timestamp("Timestamp") else {
+                    return Err(StreamsError::InvalidArgument(
+                        "Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.".into(),
+                    ));
+                };
+                let now = now_ms();
+                if ts > now {
+                    return Err(StreamsError::InvalidArgument(format!(
+                        "The timestampInMillis parameter cannot be greater than the currentTimestampInMillis. timestampInMillis: {ts}, currentTimestampInMillis: {now}"
+                    )));
+                }
+                self.log().position_at_time(shard.log_id, ts)?
+            }
+            _ => {
+                let seq = starting.unwrap_or_default();
+                let decoded = seqnum::decode(seq).ok_or_else(|| {
+                    StreamsError::InvalidArgument(format!(
+                        "StartingSequenceNumber {seq} used in GetShardIterator on shard {shard_arg} in stream {name} under account {} is invalid.",
+                        self.account()
+                    ))
+                })?;
+                if decoded.stream_tag != tag {
+                    return Err(StreamsError::InvalidArgument(format!(
+                        "StartingSequenceNumber {seq} used in GetShardIterator on shard {} in stream {name} under account {} is invalid because it did not come from this stream.",
+                        shard.id(),
+                        self.account()
+                    )));
+                }
+                if decoded.shard_index != shard.index {
+                    return Err(StreamsError::InvalidArgument(format!(
+                        "Invalid StartingSequenceNumber. It encodes {}, while it was used in a call to a shard with {}",
+                        shard_id(decoded.shard_index),
+                        shard.id()
+                    )));
+                }
+                match (decoded.position, kind == "AFTER_SEQUENCE_NUMBER") {
+                    (None, true) => {
+                        return Err(StreamsError::InvalidArgument(
+                            "Invalid SequenceNumber for ShardIteratorType AFTER_SEQUENCE_NUMBER, SequenceNumber has reached max possible value for the shard.".into(),
+                        ));
+                    }
+                    (None, false) => end,
+                    (Some(p), after) => p + u64::from(after),
+                }
+            }
+        };
+        dry_run(input)?;
+        let token = IteratorToken {
+            issued_ms: now_ms(),
+            stream_tag: tag,
+            shard_index: shard.index,
+            position,
+            stream_name: name,
+        };
+        Ok(Value::map().with("ShardIterator", self.inner.signer.iterator(&token)))
+    }
+
+    pub(crate) fn get_records(&self, input: &Value) -> Result<Value> {
+        let raw = input.str("ShardIterator").unwrap_or_default();
+        let Some(it) = self.inner.signer.open_iterator(raw) else {
+            return Err(StreamsError::InvalidArgument(
+                "Invalid ShardIterator.".into(),
+            ));
+        };
+        let now = now_ms();
+        if now - it.issued_ms > ITERATOR_TTL_MS {
+            return Err(StreamsError::ExpiredIterator(format!(
+                "Iterator expired. The iterator was created at time {} while right now it is {} which is further in the future than the tolerated delay of {ITERATOR_TTL_MS} milliseconds.",
+                java_date(it.issued_ms),
+                java_date(now)
+            )));
+        }
+        let limit = input
+            .i64("Limit")
+            .map_or(GET_RECORDS_MAX_RECORDS, |l| l as usize);
+        let (shard, encrypted, children) = {
+            let m = self.read();
+            let stream = match m.streams.get(&it.stream_name) {
+                Some(s) if s.tag == it.stream_tag => self.readable(&m, &it.stream_name)?,
+                _ => return Err(self.not_found(&it.stream_name)),
+            };
+            let shard = stream.shard(it.shard_index).cloned().ok_or_else(|| {
+                StreamsError::ResourceNotFound(format!(
+                    "Shard {} in stream {} under account {} does not exist",
+                    shard_id(it.shard_index),
+                    it.stream_name,
+                    self.account()
+                ))
+            })?;
+            let children = child_shards(stream, &shard);
+            (shard, stream.kms_key_id.is_some(), children)
+        };
+        dry_run(input)?;
+        let end = shard.ending_position.unwrap_or(u64::MAX);
+        let want = limit.min((end.saturating_sub(it.position)).min(usize::MAX as u64) as usize);
+        let read = if want == 0 {
+            None
+        } else {
+            Some(
+                self.log()
+                    .read(shard.log_id, it.position, want, GET_RECORDS_MAX_BYTES)?,
+            )
+        };
+        let bounds = self.log().bounds(shard.log_id)?;
+        let (records, next) = match read {
+            Some(r) => (r.records, r.next_position),
+            None => (Vec::new(), it.position.max(bounds.trim_horizon)),
+        };
+        let last_ts = records.last().map(|r| r.timestamp_ms);
+        let out: Vec<Value> = records
+            .into_iter()
+            .map(|r| {
+                let mut v = Value::map()
+                    .with(
+                        "SequenceNumber",
+                        seqnum::encode(it.stream_tag, shard.index, r.position),
+                    )
+                    .with(
+                        "ApproximateArrivalTimestamp",
+                        Value::Timestamp(r.timestamp_ms),
+                    )
+                    .with("Data", r.value)
+                    .with("PartitionKey", String::from_utf8_lossy(&r.key).into_owned());
+                if encrypted {
+                    v.set("EncryptionType", "KMS");
+                }
+                v
+            })
+            .collect();
+        let behind = match (next < bounds.tip, last_ts, bounds.last_timestamp_ms) {
+            (false, _, _) => 0,
+            (true, Some(ts), Some(tip_ts)) => (tip_ts - ts).max(0),
+            (true, None, Some(tip_ts)) => (now - tip_ts).max(0),
+            _ => 0,
+        };
+        let mut resp = Value::map()
+            .with("Records", out)
+            .with("MillisBehindLatest", behind);
+        if next >= end {
+            // End of a closed shard: no next iterator, the children instead.
+            resp.set("ChildShards", children);
+        } else {
+            let token = IteratorToken {
+                issued_ms: now,
+                position: next,
+                stream_name: it.stream_name,
+                ..it
+            };
+            resp.set("NextShardIterator", self.inner.signer.iterator(&token));
+        }
+        Ok(resp)
+    }
+
+    /// Waits (without polling) until the shard behind `iterator` has data past
+    /// the iterator's position, or `timeout` passes. For long polling and push.
+    pub async fn wait_for_data(
+        &self,
+        log_id: u64,
+        position: u64,
+        timeout: Duration,
+    ) -> Result<u64> {
+        Ok(self.log().wait_for(log_id, position, timeout).await?)
+    }
+}
+
+/// The ChildShards of a closed shard: shards naming it as a parent.
+pub(crate) fn child_shards(stream: &Stream, shard: &Shard) -> Vec<Value> {
+    stream
+        .shards
+        .iter()
+        .filter(|c| c.parent == Some(shard.index) || c.adjacent_parent == Some(shard.index))
+        .map(|c| {
+            let parents: Vec<Value> = c
+                .parent
+                .iter()
+                .chain(c.adjacent_parent.iter())
+                .map(|p| Value::from(shard_id(*p)))
+                .collect();
+            Value::map()
+                .with("ShardId", c.id())
+                .with("ParentShards", parents)
+                .with(
+                    "HashKeyRange",
+                    Value::map()
+                        .with("StartingHashKey", c.start_hash.clone())
+                        .with("EndingHashKey", c.end_hash.clone()),
+                )
+        })
+        .collect()
+}

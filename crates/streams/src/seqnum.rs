@@ -1,0 +1,91 @@
+//! Sequence numbers: AWS-shaped 56-digit decimal strings that encode where a
+//! record lives, so AT_SEQUENCE_NUMBER seeks without scanning.
+//!
+//! Layout (decimal digits): `49` | stream tag (14) | shard index (10) |
+//! position (20) | `0000000000` (10, reserved). Within a shard the number
+//! grows with the position, so numeric order is append order, and the stream
+//! tag (random per stream incarnation) tells a number from another stream
+//! (or from a deleted stream of the same name) apart. A closed shard's
+//! EndingSequenceNumber uses position `99999999999999999999`, above every
+//! real position (positions are u64, at most 20 digits).
+
+pub const TAG_LIMIT: u64 = 100_000_000_000_000; // 10^14
+const ENDING_POSITION_DIGITS: &str = "99999999999999999999";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqNo {
+    pub stream_tag: u64,
+    pub shard_index: u32,
+    /// `None` is the "end of a closed shard" marker.
+    pub position: Option<u64>,
+}
+
+pub fn encode(stream_tag: u64, shard_index: u32, position: u64) -> String {
+    debug_assert!(stream_tag < TAG_LIMIT);
+    format!("49{stream_tag:014}{shard_index:010}{position:020}0000000000")
+}
+
+pub fn encode_ending(stream_tag: u64, shard_index: u32) -> String {
+    format!("49{stream_tag:014}{shard_index:010}{ENDING_POSITION_DIGITS}0000000000")
+}
+
+/// Decodes a sequence number; `None` if it is not one of ours.
+pub fn decode(s: &str) -> Option<SeqNo> {
+    let b = s.as_bytes();
+    if b.len() != 56 || !b.iter().all(u8::is_ascii_digit) || !s.starts_with("49") {
+        return None;
+    }
+    if &s[46..] != "0000000000" {
+        return None;
+    }
+    let stream_tag: u64 = s[2..16].parse().ok()?;
+    let shard_index: u32 = s[16..26].parse().ok()?;
+    let pos = &s[26..46];
+    let position = if pos == ENDING_POSITION_DIGITS {
+        None
+    } else {
+        Some(pos.parse::<u64>().ok()?)
+    };
+    Some(SeqNo {
+        stream_tag,
+        shard_index,
+        position,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_numbers_round_trip_and_order_by_position() {
+        let a = encode(12345, 7, 9);
+        let b = encode(12345, 7, 10);
+        assert_eq!(a.len(), 56);
+        assert!(a < b, "same-length decimal strings order numerically");
+        assert_eq!(
+            decode(&a),
+            Some(SeqNo {
+                stream_tag: 12345,
+                shard_index: 7,
+                position: Some(9)
+            })
+        );
+        let end = encode_ending(12345, 7);
+        assert!(b < end);
+        assert_eq!(decode(&end).unwrap().position, None);
+        assert_eq!(
+            decode(&encode(1, 2, u64::MAX)).unwrap().position,
+            Some(u64::MAX)
+        );
+    }
+
+    #[test]
+    fn foreign_numbers_are_rejected() {
+        assert_eq!(decode("1"), None);
+        assert_eq!(decode(&"4".repeat(56)), None);
+        let mut s = encode(1, 1, 1);
+        s.replace_range(55..56, "1");
+        assert_eq!(decode(&s), None);
+    }
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test of the project on a fresh machine: installs what the tests
+# need (a Python venv with pytest, boto3 and the AWS CLI), builds in the debug
+# profile, runs the Rust tests (unit, property, integration against real
+# `eddy serve` processes) and the Python tests (boto3, AWS CLI).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== python venv (pytest, boto3, awscli)"
+if [ ! -x .venv/bin/pytest ] || ! .venv/bin/python -c "import boto3" 2>/dev/null; then
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+fi
+
+echo "== build (debug)"
+cargo build --workspace --all-targets --locked
+
+echo "== rust tests"
+cargo test --workspace --locked -- --test-threads 2
+
+echo "== python tests"
+PATH="$PWD/.venv/bin:$PATH" .venv/bin/pytest -q tests/python
