@@ -3,6 +3,7 @@
 
 mod common;
 
+use aws_sdk_kinesis::client::Waiters;
 use aws_sdk_kinesis::primitives::{Blob, DateTime};
 use aws_sdk_kinesis::types::{
     MetricsName, MinimumThroughputBillingCommitmentInputStatus, PutRecordsRequestEntry,
@@ -1022,4 +1023,153 @@ async fn metadata_and_records_survive_a_restart() {
         .await
         .unwrap();
     assert_eq!(tags.tags().len(), 1);
+}
+
+#[tokio::test]
+async fn transition_times_emulate_aws_for_waiters() {
+    let eddy = Eddy::start_with(&["--transition-ms", "400"]);
+    let k = eddy.client();
+    create_stream(&k, "slow", 1).await;
+    let d = k
+        .describe_stream_summary()
+        .stream_name("slow")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        d.stream_description_summary().unwrap().stream_status(),
+        &StreamStatus::Creating
+    );
+    let early = k
+        .put_record()
+        .stream_name("slow")
+        .partition_key("p")
+        .data(Blob::new("x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&early), "ResourceNotFoundException");
+    // The SDK waiter polls at once, then every 10 s: let the transition end first.
+    tokio::time::sleep(std::time::Duration::from_millis(450)).await;
+    let waited = k
+        .wait_until_stream_exists()
+        .stream_name("slow")
+        .wait(std::time::Duration::from_secs(30))
+        .await;
+    assert!(waited.is_ok(), "the SDK waiter sees ACTIVE");
+    k.increase_stream_retention_period()
+        .stream_name("slow")
+        .retention_period_hours(48)
+        .send()
+        .await
+        .unwrap();
+    k.start_stream_encryption()
+        .stream_name("slow")
+        .encryption_type(aws_sdk_kinesis::types::EncryptionType::Kms)
+        .key_id("alias/aws/kinesis")
+        .send()
+        .await
+        .unwrap();
+    let d = k
+        .describe_stream_summary()
+        .stream_name("slow")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        d.stream_description_summary().unwrap().stream_status(),
+        &StreamStatus::Updating
+    );
+    let busy = k
+        .stop_stream_encryption()
+        .stream_name("slow")
+        .encryption_type(aws_sdk_kinesis::types::EncryptionType::Kms)
+        .key_id("alias/aws/kinesis")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&busy), "ResourceInUseException");
+    assert_eq!(
+        message(&busy),
+        "Stream slow under account 000000000000 not ACTIVE, instead in state UPDATING"
+    );
+    // Writes keep working while UPDATING.
+    k.put_record()
+        .stream_name("slow")
+        .partition_key("p")
+        .data(Blob::new("x"))
+        .send()
+        .await
+        .unwrap();
+    k.delete_stream().stream_name("slow").send().await.unwrap();
+    let d = k
+        .describe_stream_summary()
+        .stream_name("slow")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        d.stream_description_summary().unwrap().stream_status(),
+        &StreamStatus::Deleting
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let gone = k
+        .describe_stream_summary()
+        .stream_name("slow")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&gone), "ResourceNotFoundException");
+}
+
+#[tokio::test]
+async fn get_records_stops_at_ten_mebibytes() {
+    let eddy = Eddy::start_with(&["--durability", "none"]);
+    let k = eddy.client();
+    create_stream(&k, "big", 1).await;
+    let arn = "arn:aws:kinesis:us-east-1:000000000000:stream/big";
+    k.update_max_record_size()
+        .stream_arn(arn)
+        .max_record_size_in_kib(4096)
+        .send()
+        .await
+        .unwrap();
+    for i in 0..4u8 {
+        let data = vec![i; 3 * 1024 * 1024];
+        k.put_record()
+            .stream_name("big")
+            .partition_key("p")
+            .data(Blob::new(data))
+            .send()
+            .await
+            .unwrap();
+    }
+    let it = k
+        .get_shard_iterator()
+        .stream_name("big")
+        .shard_id("shardId-000000000000")
+        .shard_iterator_type(ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .unwrap();
+    let first = k
+        .get_records()
+        .shard_iterator(it.shard_iterator().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        first.records().len(),
+        3,
+        "12 MiB stored, at most 10 MiB returned"
+    );
+    assert!(first.millis_behind_latest().is_some());
+    let rest = k
+        .get_records()
+        .shard_iterator(first.next_shard_iterator().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.records().len(), 1);
+    assert_eq!(rest.records()[0].data().as_ref()[0], 3);
 }

@@ -118,8 +118,8 @@ pub(crate) fn shard_value(stream: &Stream, s: &Shard) -> Value {
         .with(
             "HashKeyRange",
             Value::map()
-                .with("StartingHashKey", s.start_hash.as_str())
-                .with("EndingHashKey", s.end_hash.as_str()),
+                .with("StartingHashKey", s.start_hash.to_string())
+                .with("EndingHashKey", s.end_hash.to_string()),
         )
         .with("SequenceNumberRange", range)
 }
@@ -265,8 +265,8 @@ impl Streams {
             shards.push(Shard {
                 index: i as u32,
                 log_id,
-                start_hash: start.to_string(),
-                end_hash: end.to_string(),
+                start_hash: start,
+                end_hash: end,
                 parent: None,
                 adjacent_parent: None,
                 created_ms: created,

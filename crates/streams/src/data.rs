@@ -2,6 +2,7 @@
 //! Routing (partition key → hash key → open shard) happens under the
 //! metadata read lock; storage calls happen after it is released.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -43,7 +44,7 @@ impl PutTarget {
     fn of(stream: &Stream) -> PutTarget {
         let mut shards: Vec<_> = stream
             .open_shards()
-            .map(|s| (s.start(), s.end(), s.log_id, s.index))
+            .map(|s| (s.start_hash, s.end_hash, s.log_id, s.index))
             .collect();
         shards.sort_unstable_by_key(|s| s.0);
         PutTarget {
@@ -78,18 +79,28 @@ fn dry_run(input: &Value) -> Result<()> {
     Ok(())
 }
 
-/// Validates one record's key and size and returns its hash key.
-fn record_hash(entry: &Value, path: &str, max_record_bytes: usize) -> Result<u128> {
+/// Validates one record's key and size and returns its hash key. `entry`
+/// is the 1-based index of the record in a PutRecords call (None for
+/// PutRecord); it only shapes the error path, built on failure.
+fn record_hash(entry_value: &Value, entry: Option<usize>, max_record_bytes: usize) -> Result<u128> {
+    let path = || {
+        entry
+            .map(|i| format!("records.{i}.member."))
+            .unwrap_or_default()
+    };
+    let entry = entry_value;
     let data_len = entry.blob("Data").map_or(0, Bytes::len);
     let key = entry.str("PartitionKey");
     let Some(key) = key else {
         return Err(StreamsError::Validation(format!(
-            "1 validation error detected: Value null at '{path}partitionKey' failed to satisfy constraint: Member must not be null"
+            "1 validation error detected: Value null at '{}partitionKey' failed to satisfy constraint: Member must not be null",
+            path()
         )));
     };
     if data_len + key.len() > max_record_bytes {
         return Err(StreamsError::Validation(format!(
-            "1 validation error detected: Value 'java.nio.HeapByteBuffer[pos=0 lim={data_len} cap={data_len}]' at '{path}data' failed to satisfy constraint: Member must have length less than or equal to {}",
+            "1 validation error detected: Value 'java.nio.HeapByteBuffer[pos=0 lim={data_len} cap={data_len}]' at '{}data' failed to satisfy constraint: Member must have length less than or equal to {}",
+            path(),
             max_record_bytes.saturating_sub(key.len())
         )));
     }
@@ -120,7 +131,7 @@ impl Streams {
 
     pub(crate) async fn put_record(&self, input: &Value) -> Result<Value> {
         let (_, target) = self.put_target(input)?;
-        let hash = record_hash(input, "", target.max_record_bytes)?;
+        let hash = record_hash(input, None, target.max_record_bytes)?;
         dry_run(input)?;
         let routed = target.route(hash)?;
         let appended = self
@@ -148,11 +159,7 @@ impl Streams {
         for (i, e) in entries.iter().enumerate() {
             total +=
                 e.blob("Data").map_or(0, Bytes::len) + e.str("PartitionKey").map_or(0, str::len);
-            let hash = record_hash(
-                e,
-                &format!("records.{}.member.", i + 1),
-                target.max_record_bytes,
-            )?;
+            let hash = record_hash(e, Some(i + 1), target.max_record_bytes)?;
             routes.push(target.route(hash)?);
         }
         if total > PUT_RECORDS_MAX_BYTES {
@@ -163,11 +170,13 @@ impl Streams {
         dry_run(input)?;
         // Group by shard, keeping request order within each shard.
         let mut batches: Vec<ShardAppend> = Vec::new();
+        let mut batch_of: HashMap<u64, usize> = HashMap::new();
         let mut slot = Vec::with_capacity(entries.len()); // (batch, index in batch)
         for (e, r) in entries.iter().zip(&routes) {
-            let b = match batches.iter().position(|b| b.shard == r.log_id) {
-                Some(b) => b,
+            let b = match batch_of.get(&r.log_id) {
+                Some(&b) => b,
                 None => {
+                    batch_of.insert(r.log_id, batches.len());
                     batches.push(ShardAppend {
                         shard: r.log_id,
                         records: Vec::new(),
@@ -423,8 +432,8 @@ pub(crate) fn child_shards(stream: &Stream, shard: &Shard) -> Vec<Value> {
                 .with(
                     "HashKeyRange",
                     Value::map()
-                        .with("StartingHashKey", c.start_hash.clone())
-                        .with("EndingHashKey", c.end_hash.clone()),
+                        .with("StartingHashKey", c.start_hash.to_string())
+                        .with("EndingHashKey", c.end_hash.to_string()),
                 )
         })
         .collect()

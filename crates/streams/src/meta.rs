@@ -35,9 +35,12 @@ pub struct Shard {
     pub index: u32,
     /// Engine-level shard id in `eddy-log`.
     pub log_id: u64,
-    /// Hash key range, inclusive, as decimal strings (u128).
-    pub start_hash: String,
-    pub end_hash: String,
+    /// Hash key range, inclusive (stored as decimal strings: JSON numbers
+    /// cannot carry 128 bits portably).
+    #[serde(with = "u128_string")]
+    pub start_hash: u128,
+    #[serde(with = "u128_string")]
+    pub end_hash: u128,
     pub parent: Option<u32>,
     pub adjacent_parent: Option<u32>,
     pub created_ms: i64,
@@ -50,16 +53,6 @@ pub struct Shard {
 impl Shard {
     pub fn id(&self) -> String {
         shard_id(self.index)
-    }
-    pub fn start(&self) -> u128 {
-        self.start_hash
-            .parse()
-            .expect("persisted hash keys are valid")
-    }
-    pub fn end(&self) -> u128 {
-        self.end_hash
-            .parse()
-            .expect("persisted hash keys are valid")
     }
     pub fn is_open(&self) -> bool {
         self.ending_position.is_none()
@@ -186,5 +179,18 @@ impl MetaStore {
         std::fs::rename(&tmp, &self.path)?;
         std::fs::File::open(&self.dir)?.sync_all()?;
         Ok(())
+    }
+}
+
+mod u128_string {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
