@@ -1,0 +1,240 @@
+//! Startup and crash recovery.
+//!
+//! Owns: rebuilding the in-memory state from disk. Steps:
+//! 1. load the metadata snapshot + log (torn log tail truncated);
+//! 2. remove leftovers (`*.tmp`, sidecars whose segment is gone);
+//! 3. for every sealed segment (one with a sidecar), read and verify only
+//!    the sidecar's header and per-shard summary (checksummed), and check
+//!    the segment file is at least as long as the sidecar says; data past
+//!    the sealed length is never looked at;
+//! 4. scan only segments without a valid sidecar (normally just the active
+//!    one): validate frame by frame (magic, lengths, crc32c, record layout,
+//!    position continuity), truncate at the first invalid frame (torn tail),
+//!    and seal any such segment that is not the last;
+//! 5. tips are the maximum of the snapshot floor and the data found.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::io;
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::engine::{Inner, Lru, SealedSeg, ShardState, State};
+use crate::frame::{self, HEADER_LEN};
+use crate::fs::{FileHandle, segment_path, sidecar_name};
+use crate::index::{self, FrameRef, SidecarSummary};
+use crate::meta::MetaStore;
+use crate::writer::ActiveInit;
+use crate::{LogConfig, LogError, Options, ShardId};
+
+/// Reads and verifies a sealed segment's summary.
+fn load_summary(
+    inner_fs: &dyn crate::fs::FileSystem,
+    dir: &std::path::Path,
+    seg: u64,
+) -> io::Result<SidecarSummary> {
+    let f = inner_fs.open_read(&dir.join(sidecar_name(seg)))?;
+    let mut hdr = [0u8; 40];
+    f.read_exact_at(&mut hdr, 0)?;
+    let (s, _, ns, _) = index::decode_sidecar_header(&hdr)?;
+    if s != seg {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "sidecar names another segment",
+        ));
+    }
+    let mut b = vec![0u8; index::summary_bytes(ns)];
+    f.read_exact_at(&mut b, 0)?;
+    index::decode_summary(&b)
+}
+
+/// Scans a segment's frames from the start; returns the valid frames and
+/// the length of the valid prefix.
+fn scan(file: &dyn FileHandle, seg: u64) -> io::Result<(Vec<(ShardId, FrameRef)>, u64)> {
+    let len = file.len()? as usize;
+    let mut b = vec![0u8; len];
+    file.read_exact_at(&mut b, 0)?;
+    let mut o = 0usize;
+    let mut refs = Vec::new();
+    let mut next: HashMap<ShardId, (u64, i64)> = HashMap::new();
+    while o + HEADER_LEN <= len {
+        let Ok(h) = frame::verify_frame(&b[o..]) else {
+            break;
+        };
+        if let Some(&(np, lt)) = next.get(&h.shard)
+            && (h.first_pos != np || h.ts < lt)
+        {
+            tracing::error!(
+                seg,
+                offset = o,
+                "frame breaks position/time order; treating as end of valid data"
+            );
+            break;
+        }
+        next.insert(h.shard, (h.first_pos + h.count as u64, h.ts));
+        refs.push((
+            h.shard,
+            FrameRef {
+                seg,
+                offset: o as u64,
+                len: h.frame_len() as u32,
+                count: h.count,
+                first_pos: h.first_pos,
+                ts: h.ts,
+            },
+        ));
+        o += h.frame_len();
+    }
+    Ok((refs, o as u64))
+}
+
+pub(crate) fn recover(
+    config: &LogConfig,
+    opts: &Options,
+) -> Result<(Arc<Inner>, ActiveInit), LogError> {
+    let fs = opts
+        .fs
+        .clone()
+        .unwrap_or_else(|| Arc::new(crate::fs::RealFs));
+    let dir = config.dir.clone();
+    fs.create_dir_all(&dir)?;
+    let (meta_store, meta) = MetaStore::open(fs.clone(), &dir)?;
+    let names = fs.list(&dir)?;
+    let mut segs = BTreeSet::new();
+    let mut idxs = HashSet::new();
+    for n in &names {
+        if n.ends_with(".tmp") {
+            let _ = fs.remove(&dir.join(n));
+        } else if let Some(id) = n.strip_suffix(".seg").and_then(|s| s.parse::<u64>().ok()) {
+            segs.insert(id);
+        } else if let Some(id) = n.strip_suffix(".idx").and_then(|s| s.parse::<u64>().ok()) {
+            idxs.insert(id);
+        }
+    }
+    for id in idxs.iter().filter(|i| !segs.contains(i)) {
+        let _ = fs.remove(&dir.join(sidecar_name(*id)));
+    }
+
+    let mut st = State {
+        meta,
+        ..State::default()
+    };
+    // data_end: end of the last accepted data per shard (continuity check).
+    let mut data_end: HashMap<ShardId, u64> = HashMap::new();
+    for (id, m) in &st.meta.shards {
+        if st.meta.shard_live(*id) {
+            st.shards
+                .insert(*id, ShardState::new(m.group, m.tip_floor, m.last_ts_floor));
+        }
+    }
+    let last = segs.last().copied();
+    let mut active: Option<ActiveInit> = None;
+    let mut indexes = Lru::new(opts.index_cache_entries);
+    for &seg in &segs {
+        let path = segment_path(&dir, seg);
+        let file = fs.open_rw(&path)?;
+        let flen = file.len()?;
+        let summary = if idxs.contains(&seg) {
+            match load_summary(fs.as_ref(), &dir, seg) {
+                Ok(s) if s.seg_len <= flen => Some(s),
+                Ok(s) => {
+                    tracing::error!(
+                        seg,
+                        want = s.seg_len,
+                        have = flen,
+                        "segment shorter than its index; rescanning"
+                    );
+                    None
+                }
+                Err(e) => {
+                    tracing::error!(seg, error = %e, "invalid sidecar index; rescanning segment");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let summary = match summary {
+            Some(s) => s,
+            None => {
+                let (refs, valid) = scan(file.as_ref(), seg)?;
+                if valid < flen {
+                    tracing::warn!(seg, valid, len = flen, "truncating invalid segment tail");
+                    file.set_len(valid)?;
+                    file.sync_data()?;
+                }
+                if Some(seg) == last {
+                    active = Some(ActiveInit {
+                        seg,
+                        file,
+                        len: valid,
+                        refs,
+                    });
+                    continue;
+                }
+                let b = index::encode_sidecar(seg, valid, &refs);
+                fs.write_atomic(&dir, &sidecar_name(seg), &b)?;
+                let (s, idx) = index::decode_full(&b)?;
+                let w = idx.entries.max(1);
+                indexes.insert(seg, Arc::new(idx), w);
+                s
+            }
+        };
+        let mut kept = Vec::with_capacity(summary.shards.len());
+        for (s, span) in summary.shards {
+            if let Some(sh) = st.shards.get_mut(&s) {
+                let end = data_end.entry(s).or_insert(0);
+                if span.first_pos < *end {
+                    tracing::error!(seg, shard = s, "overlapping span ignored");
+                    continue;
+                }
+                *end = span.end_pos;
+                sh.tip = sh.tip.max(span.end_pos);
+                sh.last_ts = Some(sh.last_ts.map_or(span.last_ts, |l| l.max(span.last_ts)));
+                Arc::make_mut(&mut sh.spans).push(span);
+            }
+            kept.push((s, span));
+        }
+        st.sealed.insert(seg, SealedSeg { shards: kept });
+    }
+    let active = match active {
+        Some(mut a) => {
+            for (s, r) in &a.refs {
+                if let Some(sh) = st.shards.get_mut(s) {
+                    let end = data_end.entry(*s).or_insert(0);
+                    if r.first_pos < *end {
+                        continue;
+                    }
+                    *end = r.end_pos();
+                    sh.tip = sh.tip.max(r.end_pos());
+                    sh.last_ts = Some(sh.last_ts.map_or(r.ts, |l| l.max(r.ts)));
+                    sh.recent.push(*r);
+                }
+            }
+            a.refs.retain(|(_, r)| r.len > 0);
+            a
+        }
+        None => {
+            let seg = last.map_or(0, |l| l + 1);
+            let file = fs.open_rw(&segment_path(&dir, seg))?;
+            file.set_len(0)?;
+            fs.sync_dir(&dir)?;
+            ActiveInit {
+                seg,
+                file,
+                len: 0,
+                refs: Vec::new(),
+            }
+        }
+    };
+    let inner = Arc::new(Inner {
+        dir,
+        fs,
+        clock: config.clock.clone(),
+        durability: config.durability,
+        opts: opts.clone(),
+        state: RwLock::new(st),
+        meta: Mutex::new(meta_store),
+        files: Mutex::new(Lru::new(opts.max_open_files.max(1))),
+        indexes: Mutex::new(indexes),
+    });
+    Ok((inner, active))
+}
