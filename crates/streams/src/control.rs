@@ -303,6 +303,7 @@ impl Streams {
             warm_throughput_mibps: input.i64("WarmThroughputMiBps").filter(|_| on_demand),
             distribution_strategy: input.str("RecordDistributionStrategy").map(str::to_string),
             policy: None,
+            scalings_ms: Vec::new(),
         };
         m.streams.insert(name.clone(), stream);
         self.begin_transition(&mut m, &name, Status::Creating)?;
@@ -361,8 +362,7 @@ impl Streams {
         let limit = input.i64("Limit").unwrap_or(100).clamp(1, 100) as usize;
         let after = input.str("ExclusiveStartShardId").and_then(parse_shard_id);
         let mut shards: Vec<&Shard> = s
-            .shards
-            .iter()
+            .listed_shards(now_ms())
             .filter(|sh| after.is_none_or(|a| sh.index > a))
             .collect();
         shards.sort_by_key(|sh| sh.index);
@@ -527,13 +527,17 @@ impl Streams {
             }
         }
         let (ftype, fts) = filter;
+        let listed: Vec<u32> = s.listed_shards(now_ms()).map(|sh| sh.index).collect();
         let mut shards: Vec<&Shard> = s
-            .shards
-            .iter()
+            .listed_shards(now_ms())
             .filter(|sh| after.is_none_or(|a| sh.index > a))
             .filter(|sh| match ftype.as_str() {
                 "AT_LATEST" => sh.is_open(),
-                "AT_TRIM_HORIZON" => sh.parent.is_none() || sh.is_open(),
+                // The oldest shards still in retention: no listed parent.
+                "AT_TRIM_HORIZON" => {
+                    sh.parent.is_none_or(|p| !listed.contains(&p))
+                        && sh.adjacent_parent.is_none_or(|p| !listed.contains(&p))
+                }
                 "AT_TIMESTAMP" => {
                     let t = fts.unwrap_or(0);
                     sh.created_ms <= t && sh.closed_ms.is_none_or(|c| c > t)

@@ -122,15 +122,18 @@ fn append_record(entry: &Value) -> AppendRecord {
 }
 
 impl Streams {
-    fn put_target(&self, input: &Value) -> Result<(String, PutTarget)> {
-        let name = self.stream_name(input)?;
+    fn put_target(&self, name: &str) -> Result<PutTarget> {
         let m = self.read();
-        let stream = self.readable(&m, &name)?;
-        Ok((name, PutTarget::of(stream)))
+        let stream = self.readable(&m, name)?;
+        Ok(PutTarget::of(stream))
     }
 
     pub(crate) async fn put_record(&self, input: &Value) -> Result<Value> {
-        let (_, target) = self.put_target(input)?;
+        let name = self.stream_name(input)?;
+        // Held across routing and the append: a reshard waits for us.
+        let gate = self.gate(&name);
+        let _gate = gate.read().await;
+        let target = self.put_target(&name)?;
         let hash = record_hash(input, None, target.max_record_bytes)?;
         dry_run(input)?;
         let routed = target.route(hash)?;
@@ -152,7 +155,10 @@ impl Streams {
     }
 
     pub(crate) async fn put_records(&self, input: &Value) -> Result<Value> {
-        let (_, target) = self.put_target(input)?;
+        let name = self.stream_name(input)?;
+        let gate = self.gate(&name);
+        let _gate = gate.read().await;
+        let target = self.put_target(&name)?;
         let entries = input.list("Records").unwrap_or_default();
         let mut total = 0usize;
         let mut routes = Vec::with_capacity(entries.len());

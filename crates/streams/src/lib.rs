@@ -16,6 +16,7 @@ mod data;
 pub mod error;
 pub mod hashkey;
 pub mod meta;
+mod reshard;
 pub mod seqnum;
 pub mod token;
 
@@ -69,6 +70,9 @@ struct Inner {
     meta: RwLock<Meta>,
     store: MetaStore,
     signer: Signer,
+    /// Per-stream gates: puts hold the read side across routing and append,
+    /// reshards the write side (see `reshard.rs`).
+    gates: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::RwLock<()>>>>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -99,16 +103,19 @@ pub const OPERATIONS: &[&str] = &[
     "ListStreams",
     "ListTagsForResource",
     "ListTagsForStream",
+    "MergeShards",
     "PutRecord",
     "PutRecords",
     "PutResourcePolicy",
     "RemoveTagsFromStream",
+    "SplitShard",
     "StartStreamEncryption",
     "StopStreamEncryption",
     "TagResource",
     "UntagResource",
     "UpdateAccountSettings",
     "UpdateMaxRecordSize",
+    "UpdateShardCount",
     "UpdateStreamMode",
     "UpdateStreamRecordDistributionStrategy",
     "UpdateStreamWarmThroughput",
@@ -136,6 +143,7 @@ impl Streams {
                 meta: RwLock::new(meta),
                 store,
                 signer,
+                gates: Default::default(),
             }),
         };
         streams.recover()?;
@@ -172,8 +180,17 @@ impl Streams {
             "PutRecords" => self.put_records(input).await,
             "GetRecords" => self.get_records(input),
             "GetShardIterator" => self.get_shard_iterator(input),
+            "SplitShard" => self.split_shard(input).await,
+            "MergeShards" => self.merge_shards(input).await,
+            "UpdateShardCount" => self.update_shard_count(input).await,
             _ => self.control(op, input),
         }
+    }
+
+    /// The gate of a stream (see `reshard.rs`).
+    pub(crate) fn gate(&self, name: &str) -> Arc<tokio::sync::RwLock<()>> {
+        let mut gates = self.inner.gates.lock().unwrap_or_else(|p| p.into_inner());
+        gates.entry(name.to_string()).or_default().clone()
     }
 
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, Meta> {

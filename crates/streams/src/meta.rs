@@ -94,12 +94,24 @@ pub struct Stream {
     pub warm_throughput_mibps: Option<i64>,
     pub distribution_strategy: Option<String>,
     pub policy: Option<String>,
+    /// When UpdateShardCount ran (ms), for the per-day scaling limit.
+    #[serde(default)]
+    pub scalings_ms: Vec<i64>,
 }
 
 impl Stream {
     pub fn open_shards(&self) -> impl Iterator<Item = &Shard> {
         self.shards.iter().filter(|s| s.is_open())
     }
+    /// Shards still worth listing at `now`: open ones, and closed ones whose
+    /// data may still be within retention.
+    pub fn listed_shards(&self, now: i64) -> impl Iterator<Item = &Shard> {
+        let retention_ms = self.retention_hours as i64 * 3600 * 1000;
+        self.shards
+            .iter()
+            .filter(move |s| s.closed_ms.is_none_or(|c| c + retention_ms > now))
+    }
+
     pub fn shard(&self, index: u32) -> Option<&Shard> {
         self.shards.iter().find(|s| s.index == index)
     }
