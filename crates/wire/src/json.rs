@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::model::{Service, ShapeId, ShapeKind};
@@ -113,10 +113,51 @@ pub(crate) fn seconds_to_ms(s: f64) -> i64 {
 }
 
 /// Shared state of one decode: the first type error met (the serde error
-/// itself only carries "abort").
+/// itself only carries "abort"), and the arena blobs are decoded into.
 struct Ctx<'s> {
     svc: &'s Service,
     error: RefCell<Option<String>>,
+    arena: RefCell<BlobArena>,
+}
+
+/// Decoded blobs of one request share a few large allocations (slices of
+/// one `BytesMut`, frozen), instead of one or two allocations per record.
+/// A blob keeps its chunk alive; a chunk is at most 3/4 of the body.
+struct BlobArena {
+    buf: BytesMut,
+    /// Capacity for the first chunk: enough for every blob in the body.
+    first: usize,
+}
+
+impl BlobArena {
+    fn new(body_len: usize) -> BlobArena {
+        BlobArena {
+            buf: BytesMut::new(),
+            first: body_len / 4 * 3 + 3,
+        }
+    }
+
+    fn decode(&mut self, s: &str) -> Result<Bytes, String> {
+        if s.len() % 4 != 0 {
+            return decode_base64(s);
+        }
+        let estimate = s.len() / 4 * 3;
+        if self.buf.capacity() < estimate {
+            let cap = estimate.max(std::mem::take(&mut self.first)).max(4096);
+            self.buf = BytesMut::with_capacity(cap);
+        }
+        self.buf.resize(estimate, 0);
+        match STANDARD.decode_slice(s, &mut self.buf[..]) {
+            Ok(n) => {
+                self.buf.truncate(n);
+                Ok(self.buf.split_to(n).freeze())
+            }
+            Err(_) => {
+                self.buf.clear();
+                decode_base64(s)
+            }
+        }
+    }
 }
 
 impl Ctx<'_> {
@@ -167,7 +208,11 @@ impl Seed<'_, '_> {
     fn string<E: serde::de::Error>(self, s: &str) -> Result<Value, E> {
         match self.kind() {
             ShapeKind::String => Ok(Value::String(s.to_string())),
-            ShapeKind::Blob => decode_base64(s)
+            ShapeKind::Blob => self
+                .ctx
+                .arena
+                .borrow_mut()
+                .decode(s)
                 .map(Value::Blob)
                 .map_err(|m| self.ctx.fail(m)),
             // kinesalite notes 'true'/'false'/'1'/'0'/'yes'/'no' convert.
@@ -240,6 +285,8 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
         match self.kind() {
             ShapeKind::Structure { members } => {
                 let mut out: Vec<(String, Value)> = Vec::with_capacity(members.len().min(8));
+                // Members seen so far (the first 128), to spot repeats cheaply.
+                let mut seen = 0u128;
                 while let Some(idx) = map.next_key_seed(MemberKey(members))? {
                     let Some(idx) = idx else {
                         map.next_value::<IgnoredAny>()?;
@@ -251,7 +298,11 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
                         shape: m.shape,
                     })?;
                     // Repeated keys: the last one wins.
-                    out.retain(|(k, _)| *k != m.name);
+                    let bit = 1u128.checked_shl(idx as u32).unwrap_or(0);
+                    if seen & bit != 0 || bit == 0 {
+                        out.retain(|(k, _)| *k != m.name);
+                    }
+                    seen |= bit;
                     if !matches!(v, Value::Null) {
                         out.push((m.name.clone(), v));
                     }
@@ -326,6 +377,7 @@ pub(crate) fn decode(
     let ctx = Ctx {
         svc,
         error: RefCell::new(None),
+        arena: RefCell::new(BlobArena::new(body.len())),
     };
     let mut de = serde_json::Deserializer::from_slice(body);
     let result = match shape {
