@@ -61,19 +61,7 @@ fn main() -> anyhow::Result<()> {
 async fn serve(cfg: config::ServeConfig, started: Instant) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
-    struct C;
-    impl eddy_log::Clock for C {
-        fn now_ms(&self) -> i64 {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64)
-        }
-    }
-    let mut log_cfg = eddy_log::LogConfig {
-        dir: cfg.data_dir.join("log"),
-        durability: cfg.durability,
-        clock: std::sync::Arc::new(C),
-    };
+    let mut log_cfg = eddy_log::LogConfig::new(cfg.data_dir.join("log"));
     log_cfg.durability = cfg.durability;
     let log = eddy_log::Log::open(log_cfg).context("opening the storage engine")?;
     let mut scfg = eddy_streams::StreamsConfig::new(cfg.data_dir.join("meta"));

@@ -117,7 +117,8 @@ async fn acknowledged_records_survive_kill_9_under_load() {
         );
         let mut seen: HashMap<&str, (&str, &str)> = HashMap::new();
         for (shard, recs) in &all {
-            let seqs: Vec<u128> = recs.iter().map(|(s, _)| s.parse().unwrap()).collect();
+            let seqs: Vec<common::SeqNum> =
+                recs.iter().map(|(s, _)| common::SeqNum::of(s)).collect();
             assert!(
                 seqs.windows(2).all(|w| w[0] < w[1]),
                 "round {round}: {shard} is in order"

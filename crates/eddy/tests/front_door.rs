@@ -178,7 +178,7 @@ async fn front_door_errors_come_in_aws_order_and_shape() {
         invalid.json()["message"]
             .as_str()
             .unwrap()
-            .starts_with("2 validation errors detected: ")
+            .starts_with("3 validation errors detected: ")
     );
 }
 

@@ -118,6 +118,11 @@ impl Conn {
         Conn { ep, sender: None }
     }
 
+    /// Opens the connection now, so that connecting is not measured.
+    pub async fn warm(&mut self) -> anyhow::Result<()> {
+        self.connect().await.map(|_| ())
+    }
+
     async fn connect(&mut self) -> anyhow::Result<&mut SendRequest<Full<Bytes>>> {
         if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
             let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(self.ep.addr))

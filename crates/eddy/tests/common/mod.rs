@@ -173,3 +173,19 @@ where
         .unwrap_or_default()
         .to_string()
 }
+
+/// A sequence number compared as the big decimal integer it is (AWS's are
+/// longer than u128 can hold).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SeqNum(usize, String);
+
+impl SeqNum {
+    pub fn of(s: &str) -> SeqNum {
+        assert!(
+            !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()),
+            "not a sequence number: {s}"
+        );
+        let digits = s.trim_start_matches('0');
+        SeqNum(digits.len(), digits.to_string())
+    }
+}
