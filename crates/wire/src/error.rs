@@ -64,17 +64,15 @@ impl AwsError {
                 out
             }
             Protocol::Cbor => {
-                let mut map = vec![(
-                    ciborium::Value::Text("__type".into()),
-                    ciborium::Value::Text(self.code.clone()),
-                )];
+                let mut out = Vec::with_capacity(64);
+                crate::cbor::map_head(&mut out, 1 + self.message.is_some() as usize);
+                crate::cbor::text(&mut out, "__type");
+                crate::cbor::text(&mut out, &self.code);
                 if let Some(m) = &self.message {
-                    map.push((
-                        ciborium::Value::Text(self.message_key().into()),
-                        ciborium::Value::Text(m.clone()),
-                    ));
+                    crate::cbor::text(&mut out, self.message_key());
+                    crate::cbor::text(&mut out, m);
                 }
-                crate::cbor::to_vec(&ciborium::Value::Map(map))
+                out
             }
         }
     }

@@ -149,7 +149,11 @@ impl Service {
                 json::encode_value(self, Some(shape), value, &mut out);
                 out
             }
-            Protocol::Cbor => cbor::to_vec(&cbor::to_cbor(self, Some(shape), value)),
+            Protocol::Cbor => {
+                let mut out = Vec::with_capacity(256);
+                cbor::encode_value(self, Some(shape), value, &mut out);
+                out
+            }
         }
     }
 

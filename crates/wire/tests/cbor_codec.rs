@@ -218,3 +218,70 @@ fn cbor_error_bodies_are_maps() {
         Cbor::Map(vec![(text("__type"), text("SerializationException"))])
     );
 }
+
+#[test]
+fn cbor_chunked_strings_small_floats_and_unknown_members_decode() {
+    let mut body = vec![0xa4]; // map(4)
+    // "StreamName": indefinite text "a" "b"
+    body.push(0x6a);
+    body.extend_from_slice(b"StreamName");
+    body.extend_from_slice(&[0x7f, 0x61, b'a', 0x61, b'b', 0xff]);
+    // "Data": indefinite bytes [1] [2, 3]
+    body.push(0x64);
+    body.extend_from_slice(b"Data");
+    body.extend_from_slice(&[0x5f, 0x41, 1, 0x42, 2, 3, 0xff]);
+    // "Junk": {"x": [tag 99 (1.5 as half float), null]}
+    body.push(0x64);
+    body.extend_from_slice(b"Junk");
+    body.extend_from_slice(&[0xa1, 0x61, b'x', 0x82, 0xd8, 99, 0xf9, 0x3e, 0x00, 0xf6]);
+    // "PartitionKey": "k"
+    body.push(0x6c);
+    body.extend_from_slice(b"PartitionKey");
+    body.extend_from_slice(&[0x61, b'k']);
+    let v = decode("PutRecord", &body).unwrap();
+    assert_eq!(
+        v,
+        Value::map()
+            .with("StreamName", "ab")
+            .with("Data", Bytes::from_static(&[1, 2, 3]))
+            .with("PartitionKey", "k")
+    );
+    // Single-precision float seconds inside tag 1 (1.5e9 is exact in f32).
+    let v = decode(
+        "GetShardIterator",
+        &get_shard_iterator_with(Cbor::Tag(1, Box::new(Cbor::Float(1.5e9)))),
+    )
+    .unwrap();
+    assert_eq!(v.timestamp("Timestamp"), Some(1_500_000_000_000));
+}
+
+#[test]
+fn cbor_truncated_trailing_and_overdeep_bodies_are_rejected() {
+    let good = cbor(&Cbor::Map(vec![(text("StreamName"), text("s"))]));
+    for cut in 1..good.len() {
+        let err = decode("CreateStream", &good[..cut]).unwrap_err();
+        assert_eq!(
+            (err.code.as_str(), &err.message),
+            ("SerializationException", &None)
+        );
+    }
+    let mut trailing = good.clone();
+    trailing.push(0x00);
+    assert!(decode("CreateStream", &trailing).is_err());
+    // 10,000 nested arrays under an unknown member: rejected, no stack overflow.
+    let mut deep = vec![0xa1, 0x61, b'z'];
+    deep.extend(std::iter::repeat_n(0x81, 10_000));
+    deep.push(0x00);
+    assert!(decode("CreateStream", &deep).is_err());
+}
+
+proptest::proptest! {
+    #[test]
+    fn cbor_decoding_arbitrary_bytes_never_panics(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+        let _ = decode("PutRecords", &body);
+        let mut prefixed = vec![0xa2, 0x67];
+        prefixed.extend_from_slice(b"Records");
+        prefixed.extend_from_slice(&body);
+        let _ = decode("PutRecords", &prefixed);
+    }
+}
