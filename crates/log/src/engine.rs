@@ -36,6 +36,8 @@ pub(crate) struct ShardState {
     /// One past the newest durable record.
     pub tip: u64,
     pub last_ts: Option<i64>,
+    /// Positions below this are never readable again (see `MetaOp::Trim`).
+    pub floor: u64,
     /// Data in sealed segments, by position (copy-on-write).
     pub spans: Arc<Vec<Span>>,
     /// Frames in the active (unsealed) segment, by position.
@@ -54,6 +56,7 @@ impl ShardState {
             group,
             tip,
             last_ts,
+            floor: 0,
             spans: Arc::new(Vec::new()),
             recent: Vec::new(),
             tx,
@@ -218,17 +221,17 @@ impl Inner {
     /// First readable position at or after time `t` (and after the trim
     /// horizon). Returns (position, tip).
     pub fn position_at_time(&self, shard: ShardId, t: i64) -> Result<(u64, u64), LogError> {
-        let (seek, t, tip) = {
+        let (seek, t, tip, floor) = {
             let st = self.state.read().unwrap();
             let sh = self.live_shard(&st, shard)?;
             let t = t.max(self.cutoff(&st, sh));
-            (Self::seek_locked(sh, t), t, sh.tip)
+            (Self::seek_locked(sh, t), t, sh.tip, sh.floor)
         };
         let pos = match seek {
             Seek::Known(p) => p,
             Seek::InSpan(span) => self.seek_in_span(shard, &span, t)?,
         };
-        Ok((pos.min(tip), tip))
+        Ok((pos.max(floor).min(tip), tip))
     }
 
     pub fn bounds(&self, shard: ShardId) -> Result<ShardBounds, LogError> {
@@ -410,9 +413,6 @@ impl Inner {
             if st.meta.shards.contains_key(&shard) {
                 return Err(LogError::ShardExists(shard));
             }
-            if st.meta.groups.get(&group).is_some_and(|g| g.deleted) {
-                return Err(LogError::Failed(format!("group {group} was deleted")));
-            }
         }
         let op = MetaOp::CreateShard { shard, group };
         meta.append(op)?;
@@ -428,6 +428,35 @@ impl Inner {
         let mut meta = self.meta.lock().unwrap();
         if self.state.read().unwrap().closed {
             return Err(LogError::Closed);
+        }
+        // Data already expired must not come back when retention grows: pin
+        // each shard's current trim horizon first.
+        let shards: Vec<ShardId> = {
+            let st = self.state.read().unwrap();
+            st.shards
+                .iter()
+                .filter(|(_, sh)| sh.group == group)
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        for shard in shards {
+            let (th, _) = self.with_retry(|| self.position_at_time(shard, i64::MIN))?;
+            let floor = self
+                .state
+                .read()
+                .unwrap()
+                .shards
+                .get(&shard)
+                .map_or(th, |sh| sh.floor);
+            if th > floor {
+                let op = MetaOp::Trim { shard, floor: th };
+                meta.append(op)?;
+                let mut st = self.state.write().unwrap();
+                st.meta.apply(op);
+                if let Some(sh) = st.shards.get_mut(&shard) {
+                    sh.floor = th;
+                }
+            }
         }
         let op = MetaOp::SetRetention {
             group,

@@ -26,10 +26,26 @@ const LOG_COMPACT_ENTRIES: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetaOp {
-    CreateShard { shard: ShardId, group: GroupId },
-    SetRetention { group: GroupId, ms: u64 },
-    DeleteGroup { group: GroupId },
-    DeleteShard { shard: ShardId },
+    CreateShard {
+        shard: ShardId,
+        group: GroupId,
+    },
+    SetRetention {
+        group: GroupId,
+        ms: u64,
+    },
+    DeleteGroup {
+        group: GroupId,
+    },
+    DeleteShard {
+        shard: ShardId,
+    },
+    /// Positions below `floor` are never readable again (recorded when a
+    /// retention change would otherwise bring expired data back).
+    Trim {
+        shard: ShardId,
+        floor: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +60,7 @@ pub struct ShardMeta {
     pub deleted: bool,
     pub tip_floor: u64,
     pub last_ts_floor: Option<i64>,
+    pub trim_floor: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -62,11 +79,17 @@ impl MetaState {
                     deleted: false,
                     tip_floor: 0,
                     last_ts_floor: None,
+                    trim_floor: 0,
                 });
-                self.groups.entry(group).or_insert(GroupMeta {
-                    retention_ms: DEFAULT_RETENTION_MS,
-                    deleted: false,
-                });
+                // A deleted group id may be used again by new shards; the
+                // deleted shards stay deleted.
+                self.groups
+                    .entry(group)
+                    .or_insert(GroupMeta {
+                        retention_ms: DEFAULT_RETENTION_MS,
+                        deleted: false,
+                    })
+                    .deleted = false;
             }
             MetaOp::SetRetention { group, ms } => {
                 self.groups
@@ -94,6 +117,11 @@ impl MetaState {
             MetaOp::DeleteShard { shard } => {
                 if let Some(s) = self.shards.get_mut(&shard) {
                     s.deleted = true;
+                }
+            }
+            MetaOp::Trim { shard, floor } => {
+                if let Some(s) = self.shards.get_mut(&shard) {
+                    s.trim_floor = s.trim_floor.max(floor);
                 }
             }
         }
@@ -132,6 +160,7 @@ impl MetaState {
             b.extend_from_slice(&s.tip_floor.to_le_bytes());
             b.push(s.last_ts_floor.is_some() as u8);
             b.extend_from_slice(&s.last_ts_floor.unwrap_or(0).to_le_bytes());
+            b.extend_from_slice(&s.trim_floor.to_le_bytes());
         }
         let crc = crc32c::crc32c(&b);
         b.extend_from_slice(&crc.to_le_bytes());
@@ -171,6 +200,7 @@ impl MetaState {
             let tip_floor = r.u64()?;
             let has = r.u8()? != 0;
             let ts = r.u64()? as i64;
+            let trim_floor = r.u64()?;
             st.shards.insert(
                 id,
                 ShardMeta {
@@ -178,6 +208,7 @@ impl MetaState {
                     deleted,
                     tip_floor,
                     last_ts_floor: has.then_some(ts),
+                    trim_floor,
                 },
             );
         }
@@ -217,6 +248,7 @@ fn encode_op(op: MetaOp) -> [u8; 17] {
         MetaOp::SetRetention { group, ms } => (2, group, ms),
         MetaOp::DeleteGroup { group } => (3, group, 0),
         MetaOp::DeleteShard { shard } => (4, shard, 0),
+        MetaOp::Trim { shard, floor } => (5, shard, floor),
     };
     let mut out = [0u8; 17];
     out[0] = tag;
@@ -236,6 +268,7 @@ fn decode_op(b: &[u8]) -> Option<MetaOp> {
         2 => MetaOp::SetRetention { group: a, ms: c },
         3 => MetaOp::DeleteGroup { group: a },
         4 => MetaOp::DeleteShard { shard: a },
+        5 => MetaOp::Trim { shard: a, floor: c },
         _ => return None,
     })
 }
@@ -346,6 +379,7 @@ mod tests {
             MetaOp::CreateShard { shard: 1, group: 9 },
             MetaOp::SetRetention { group: 9, ms: 5 },
             MetaOp::CreateShard { shard: 2, group: 8 },
+            MetaOp::Trim { shard: 2, floor: 4 },
         ] {
             m.append(op).unwrap();
             st.apply(op);

@@ -121,8 +121,9 @@ pub(crate) fn recover(
     let mut data_end: HashMap<ShardId, u64> = HashMap::new();
     for (id, m) in &st.meta.shards {
         if st.meta.shard_live(*id) {
-            st.shards
-                .insert(*id, ShardState::new(m.group, m.tip_floor, m.last_ts_floor));
+            let mut sh = ShardState::new(m.group, m.tip_floor, m.last_ts_floor);
+            sh.floor = m.trim_floor;
+            st.shards.insert(*id, sh);
         }
     }
     let last = segs.last().copied();
