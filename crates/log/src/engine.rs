@@ -65,6 +65,8 @@ impl ShardState {
 }
 
 pub(crate) struct SealedSeg {
+    /// Sealed length: bytes past it are never read.
+    pub len: u64,
     pub shards: Vec<(ShardId, Span)>,
 }
 
@@ -198,13 +200,42 @@ impl Inner {
             return Ok(i);
         }
         let b = self.fs.read_all(&self.dir.join(sidecar_name(seg)))?;
-        let (_, idx) = index::decode_full(&b)?;
+        let idx = match index::decode_full(&b) {
+            Ok((_, idx)) => idx,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => self.rebuild_index(seg, &e)?,
+            Err(e) => return Err(e),
+        };
         let idx = Arc::new(idx);
         self.indexes
             .lock()
             .unwrap()
             .insert(seg, idx.clone(), idx.entries.max(1));
         Ok(idx)
+    }
+
+    /// Rebuilds a sealed segment's sidecar by scanning the segment (used
+    /// when the sidecar's entries fail verification).
+    fn rebuild_index(&self, seg: u64, why: &io::Error) -> io::Result<SegIndex> {
+        tracing::error!(seg, error = %why, "sidecar index corrupt; rebuilding from segment");
+        let len = self.state.read().unwrap().sealed.get(&seg).map(|s| s.len);
+        let Some(len) = len else {
+            return Err(io::Error::from(io::ErrorKind::NotFound));
+        };
+        let file = self.segment_file(seg)?;
+        let (refs, valid) = crate::recovery::scan(file.as_ref(), seg, Some(len))?;
+        if valid < len {
+            tracing::error!(
+                seg,
+                valid,
+                len,
+                "sealed segment has invalid frames; serving the valid prefix"
+            );
+        }
+        let b = index::encode_sidecar(seg, valid, &refs);
+        if let Err(e) = self.fs.write_atomic(&self.dir, &sidecar_name(seg), &b) {
+            tracing::warn!(seg, error = %e, "could not rewrite sidecar index");
+        }
+        Ok(index::decode_full(&b)?.1)
     }
 
     /// Resolves a time seek that fell inside a sealed span.

@@ -48,8 +48,15 @@ fn load_summary(
 
 /// Scans a segment's frames from the start; returns the valid frames and
 /// the length of the valid prefix.
-fn scan(file: &dyn FileHandle, seg: u64) -> io::Result<(Vec<(ShardId, FrameRef)>, u64)> {
-    let len = file.len()? as usize;
+pub(crate) fn scan(
+    file: &dyn FileHandle,
+    seg: u64,
+    limit: Option<u64>,
+) -> io::Result<(Vec<(ShardId, FrameRef)>, u64)> {
+    let mut len = file.len()? as usize;
+    if let Some(l) = limit {
+        len = len.min(l as usize);
+    }
     let mut b = vec![0u8; len];
     file.read_exact_at(&mut b, 0)?;
     let mut o = 0usize;
@@ -156,7 +163,7 @@ pub(crate) fn recover(
         let summary = match summary {
             Some(s) => s,
             None => {
-                let (refs, valid) = scan(file.as_ref(), seg)?;
+                let (refs, valid) = scan(file.as_ref(), seg, None)?;
                 if valid < flen {
                     tracing::warn!(seg, valid, len = flen, "truncating invalid segment tail");
                     file.set_len(valid)?;
@@ -180,7 +187,7 @@ pub(crate) fn recover(
             }
         };
         let mut kept = Vec::with_capacity(summary.shards.len());
-        for (s, span) in summary.shards {
+        for (s, span) in summary.shards.iter().copied() {
             if let Some(sh) = st.shards.get_mut(&s) {
                 let end = data_end.entry(s).or_insert(0);
                 if span.first_pos < *end {
@@ -194,7 +201,13 @@ pub(crate) fn recover(
             }
             kept.push((s, span));
         }
-        st.sealed.insert(seg, SealedSeg { shards: kept });
+        st.sealed.insert(
+            seg,
+            SealedSeg {
+                len: summary.seg_len,
+                shards: kept,
+            },
+        );
     }
     let active = match active {
         Some(mut a) => {

@@ -378,6 +378,7 @@ impl Writer {
             st.sealed.insert(
                 self.seg,
                 SealedSeg {
+                    len: self.len,
                     shards: summary.shards,
                 },
             );
