@@ -311,8 +311,10 @@ impl<'a> Reader<'a> {
                         self.skip_after(vh)?;
                         continue;
                     }
-                    let key = self.text(kh)?;
-                    let Some(m) = members.iter().find(|m| m.name == *key) else {
+                    // Member names are compared as raw bytes: no UTF-8
+                    // check needed to find (or skip) a member.
+                    let key = self.string_bytes(kh)?;
+                    let Some(m) = members.iter().find(|m| m.name.as_bytes() == &*key) else {
                         let vh = self.head()?;
                         self.skip_after(vh)?;
                         continue;

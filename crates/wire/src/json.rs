@@ -333,7 +333,9 @@ struct MemberKey<'m>(&'m [crate::model::Member]);
 impl<'de> DeserializeSeed<'de> for MemberKey<'_> {
     type Value = Option<usize>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
-        d.deserialize_str(self)
+        // Raw bytes: serde_json then skips the UTF-8 check (member names
+        // are ASCII; an unknown key is skipped either way).
+        d.deserialize_bytes(self)
     }
 }
 
@@ -343,7 +345,10 @@ impl<'de> Visitor<'de> for MemberKey<'_> {
         f.write_str("a member name")
     }
     fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Option<usize>, E> {
-        Ok(self.0.iter().position(|m| m.name == s))
+        self.visit_bytes(s.as_bytes())
+    }
+    fn visit_bytes<E: serde::de::Error>(self, s: &[u8]) -> Result<Option<usize>, E> {
+        Ok(self.0.iter().position(|m| m.name.as_bytes() == s))
     }
 }
 
