@@ -439,6 +439,12 @@ pub(crate) fn decode(
     })
 }
 
+/// Whether `body` is exactly one well-formed CBOR data item.
+pub(crate) fn well_formed(body: &[u8]) -> bool {
+    let mut r = Reader::new(body);
+    r.head().and_then(|h| r.skip_after(h)).is_ok() && r.pos == body.len()
+}
+
 // ---------------------------------------------------------------- encoding
 
 fn head(out: &mut Vec<u8>, major: u8, n: u64) {

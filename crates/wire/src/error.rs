@@ -36,6 +36,11 @@ impl AwsError {
         AwsError::new("ValidationException", message)
     }
 
+    /// `InternalFailureException`, HTTP 500.
+    pub fn internal_failure(message: impl Into<String>) -> AwsError {
+        AwsError::new("InternalFailureException", message).with_status(500)
+    }
+
     /// The JSON key of the message: AWS (Coral) writes `Message` for
     /// `SerializationException` and `message` for everything else.
     pub fn message_key(&self) -> &'static str {

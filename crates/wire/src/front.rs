@@ -3,7 +3,7 @@
 
 use crate::error::ErrorResponse;
 use crate::model::{Operation, Service};
-use crate::{AwsError, Protocol};
+use crate::{AwsError, Protocol, Value};
 
 /// The parts of an HTTP request the front door looks at.
 #[derive(Debug, Clone, Copy, Default)]
@@ -199,5 +199,52 @@ impl Service {
             return Err((AwsError::new("IncompleteSignatureException", msg), protocol).into());
         }
         Ok((op, protocol))
+    }
+
+    /// The whole request path up to the handler, in AWS's exact order:
+    /// [`Service::front_door`], except that a body that does not parse
+    /// beats an unknown target or bad credentials (as with AWS), then
+    /// [`Service::decode`] and [`Service::validate`]. Errors come back as
+    /// complete replies in the request's protocol.
+    pub fn accept<'s>(
+        &'s self,
+        head: &RequestHead<'_>,
+        body: &[u8],
+    ) -> Result<(&'s Operation, Protocol, Value), ErrorResponse> {
+        let head = RequestHead {
+            body_is_empty: body.is_empty(),
+            ..*head
+        };
+        let (op, protocol) = match self.front_door(&head) {
+            Ok(found) => found,
+            Err(e) => {
+                // Only the target and auth checks come after the parse
+                // check; those replies are in a protocol's content type.
+                if let Some(protocol) = Protocol::from_content_type(e.content_type) {
+                    if !body.is_empty() && !well_formed(protocol, body) {
+                        return Err((AwsError::bare("SerializationException"), protocol).into());
+                    }
+                }
+                return Err(e);
+            }
+        };
+        let value = self
+            .decode(op, protocol, body)
+            .and_then(|v| self.validate(op, &v).map(|()| v))
+            .map_err(|e| ErrorResponse::from((e, protocol)))?;
+        Ok((op, protocol, value))
+    }
+}
+
+/// Whether `body` is one well-formed JSON object (or array, which AWS's
+/// parser also accepts at this stage) or one well-formed CBOR item.
+fn well_formed(protocol: Protocol, body: &[u8]) -> bool {
+    match protocol {
+        Protocol::Json => {
+            let first = body.iter().find(|b| !b.is_ascii_whitespace());
+            matches!(first, Some(b'{' | b'['))
+                && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
+        }
+        Protocol::Cbor => crate::cbor::well_formed(body),
     }
 }

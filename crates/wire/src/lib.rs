@@ -5,10 +5,35 @@
 //! decoding of `application/x-amz-json-1.1` and `application/x-amz-cbor-1.1`
 //! bodies (SerializationException on wrong types), model-driven validation
 //! (ValidationException text exactly as AWS writes it), encoding of responses
-//! and of error bodies.
+//! and of error bodies, and the front door (checks made before the body).
 //!
 //! THE PUBLIC API BELOW IS A CONTRACT used by `eddy-streams` and
-//! `eddy-server`; bodies are being implemented.
+//! `eddy-server`.
+//!
+//! Typical server use:
+//!
+//! ```
+//! use eddy_wire::{kinesis, Protocol, RequestHead, Value};
+//!
+//! let svc = kinesis();
+//! let head = RequestHead {
+//!     method: "POST",
+//!     content_type: Some("application/x-amz-json-1.1"),
+//!     target: Some("Kinesis_20131202.ListStreams"),
+//!     authorization: Some("AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/kinesis/aws4_request, SignedHeaders=host;x-amz-date, Signature=00"),
+//!     query: None,
+//!     has_date: true,
+//!     body_is_empty: false,
+//! };
+//! // front door + decode + validate, errors as complete replies:
+//! let (op, protocol, input) = svc.accept(&head, b"{\"Limit\":5}").unwrap();
+//! assert_eq!(input.i64("Limit"), Some(5));
+//! // ... run the operation, then encode its output in the same protocol:
+//! let out = Value::map().with("StreamNames", Vec::<Value>::new()).with("HasMoreStreams", false);
+//! let body = svc.encode(op, protocol, &out);
+//! assert_eq!(body, br#"{"StreamNames":[],"HasMoreStreams":false}"#);
+//! # let _ = Protocol::Json;
+//! ```
 
 mod cbor;
 mod error;

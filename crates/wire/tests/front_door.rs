@@ -289,3 +289,73 @@ fn error_response_from_aws_error_uses_the_protocol() {
     assert_eq!(eddy_wire::content_type(Protocol::Json), JSON);
     assert_eq!(eddy_wire::content_type(Protocol::Cbor), CBOR);
 }
+
+#[test]
+fn accept_decodes_and_validates_after_the_front_door() {
+    let svc = kinesis();
+    let body = br#"{"StreamName":"s","Data":"aGk=","PartitionKey":"k"}"#;
+    let (op, protocol, v) = svc.accept(&good(), body).unwrap();
+    assert_eq!((op.name.as_str(), protocol), ("PutRecord", Protocol::Json));
+    assert_eq!(v.blob("Data").unwrap().as_ref(), b"hi");
+    // Validation and type errors come back as replies in the protocol.
+    let e = svc.accept(&good(), br#"{"StreamName":"s"}"#).unwrap_err();
+    assert_eq!(e.status, 400);
+    assert_eq!(
+        json_body(&e)["message"],
+        "1 validation error detected: Value null at 'data' failed to satisfy constraint: Member must not be null"
+    );
+    let e = svc.accept(&good(), br#"{"StreamName":1}"#).unwrap_err();
+    assert_eq!(json_body(&e)["__type"], "SerializationException");
+    // body_is_empty is taken from the body itself.
+    let e = svc.accept(&good(), b"").unwrap_err();
+    assert_eq!(e.body, br#"{"__type":"SerializationException"}"#);
+}
+
+#[test]
+fn accept_reports_unparsable_bodies_before_target_and_auth() {
+    let svc = kinesis();
+    // Unknown target + garbage: the parse failure wins (AWS's order).
+    let head = RequestHead {
+        target: Some("Kinesis_20131202.Nope"),
+        ..good()
+    };
+    let e = svc.accept(&head, b"{not json").unwrap_err();
+    assert_eq!(e.body, br#"{"__type":"SerializationException"}"#);
+    // ... but a parsable body gets UnknownOperationException.
+    let e = svc.accept(&head, b"{}").unwrap_err();
+    assert_eq!(e.body, br#"{"__type":"UnknownOperationException"}"#);
+    // No credentials + garbage: SerializationException too.
+    let head = RequestHead {
+        authorization: None,
+        ..good()
+    };
+    let e = svc.accept(&head, b"\"str\"").unwrap_err();
+    assert_eq!(e.body, br#"{"__type":"SerializationException"}"#);
+    let e = svc.accept(&head, b"{}").unwrap_err();
+    assert_eq!(
+        json_body(&e)["__type"],
+        "MissingAuthenticationTokenException"
+    );
+    // CBOR: a truncated map with no credentials.
+    let head = RequestHead {
+        authorization: None,
+        content_type: Some(CBOR),
+        ..good()
+    };
+    let e = svc.accept(&head, &[0xa1, 0x61]).unwrap_err();
+    assert_eq!(e.content_type, CBOR);
+    let raw: ciborium::Value = ciborium::de::from_reader(&e.body[..]).unwrap();
+    assert_eq!(
+        raw,
+        ciborium::Value::Map(vec![(
+            ciborium::Value::Text("__type".into()),
+            ciborium::Value::Text("SerializationException".into())
+        )])
+    );
+    // Bad content type with garbage: still 404 (checked before parsing).
+    let head = RequestHead {
+        content_type: Some("text/plain"),
+        ..good()
+    };
+    assert_eq!(svc.accept(&head, b"{garbage").unwrap_err().status, 404);
+}
