@@ -38,6 +38,21 @@ pub struct ServeArgs {
     /// Account shard limit (DescribeLimits) [default: 20000].
     #[arg(long, env = "EDDY_SHARD_LIMIT")]
     pub shard_limit: Option<u32>,
+    /// Enforce AWS's throughput limits (per shard and control plane): on or off [default: on].
+    #[arg(long, env = "EDDY_SHARD_LIMITS")]
+    pub shard_limits: Option<String>,
+    /// Per-shard write limit in bytes per second [default: 1048576].
+    #[arg(long, env = "EDDY_SHARD_WRITE_BYTES_PER_SEC")]
+    pub shard_write_bytes_per_sec: Option<f64>,
+    /// Per-shard write limit in records per second [default: 1000].
+    #[arg(long, env = "EDDY_SHARD_WRITE_RECORDS_PER_SEC")]
+    pub shard_write_records_per_sec: Option<f64>,
+    /// Per-shard read limit in bytes per second [default: 2097152].
+    #[arg(long, env = "EDDY_SHARD_READ_BYTES_PER_SEC")]
+    pub shard_read_bytes_per_sec: Option<f64>,
+    /// Per-shard GetRecords calls per second [default: 5].
+    #[arg(long, env = "EDDY_SHARD_READ_CALLS_PER_SEC")]
+    pub shard_read_calls_per_sec: Option<f64>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -51,6 +66,11 @@ struct FileConfig {
     account_id: Option<String>,
     transition_ms: Option<u64>,
     shard_limit: Option<u32>,
+    shard_limits: Option<String>,
+    shard_write_bytes_per_sec: Option<f64>,
+    shard_write_records_per_sec: Option<f64>,
+    shard_read_bytes_per_sec: Option<f64>,
+    shard_read_calls_per_sec: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -62,6 +82,7 @@ pub struct ServeConfig {
     pub account_id: String,
     pub transition: Duration,
     pub shard_limit: u32,
+    pub limits: eddy_streams::limits::Limits,
 }
 
 impl ServeConfig {
@@ -96,7 +117,53 @@ impl ServeConfig {
         if account_id.len() != 12 || !account_id.bytes().all(|b| b.is_ascii_digit()) {
             bail!("account id must be 12 digits, got '{account_id}'");
         }
+        let defaults = eddy_streams::limits::Limits::default();
+        let enabled = match args
+            .shard_limits
+            .or(file.shard_limits)
+            .as_deref()
+            .unwrap_or("on")
+        {
+            "on" | "true" => true,
+            "off" | "false" => false,
+            other => bail!("unknown shard-limits '{other}': expected on or off"),
+        };
+        let rate = |name: &str, v: Option<f64>, d: f64| -> anyhow::Result<f64> {
+            let v = v.unwrap_or(d);
+            if !(v.is_finite() && v > 0.0) {
+                bail!("{name} must be a positive number, got {v}");
+            }
+            Ok(v)
+        };
+        let limits = eddy_streams::limits::Limits {
+            enabled,
+            write_bytes_per_sec: rate(
+                "shard-write-bytes-per-sec",
+                args.shard_write_bytes_per_sec
+                    .or(file.shard_write_bytes_per_sec),
+                defaults.write_bytes_per_sec,
+            )?,
+            write_records_per_sec: rate(
+                "shard-write-records-per-sec",
+                args.shard_write_records_per_sec
+                    .or(file.shard_write_records_per_sec),
+                defaults.write_records_per_sec,
+            )?,
+            read_bytes_per_sec: rate(
+                "shard-read-bytes-per-sec",
+                args.shard_read_bytes_per_sec
+                    .or(file.shard_read_bytes_per_sec),
+                defaults.read_bytes_per_sec,
+            )?,
+            read_calls_per_sec: rate(
+                "shard-read-calls-per-sec",
+                args.shard_read_calls_per_sec
+                    .or(file.shard_read_calls_per_sec),
+                defaults.read_calls_per_sec,
+            )?,
+        };
         Ok(ServeConfig {
+            limits,
             listen: args
                 .listen
                 .or(file.listen)

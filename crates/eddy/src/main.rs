@@ -69,6 +69,7 @@ async fn serve(cfg: config::ServeConfig, started: Instant) -> anyhow::Result<()>
     scfg.account_id = cfg.account_id.clone();
     scfg.transition = cfg.transition;
     scfg.shard_limit = cfg.shard_limit;
+    scfg.limits = cfg.limits;
     let streams =
         eddy_streams::Streams::open(scfg, log.clone()).context("opening stream metadata")?;
     let app = eddy_server::App::new(streams);
@@ -82,6 +83,7 @@ async fn serve(cfg: config::ServeConfig, started: Instant) -> anyhow::Result<()>
         durability = ?cfg.durability,
         region = %cfg.region,
         account = %cfg.account_id,
+        shard_limits = cfg.limits.enabled,
         startup_ms = started.elapsed().as_secs_f64() * 1000.0,
         "eddy is listening on http://{addr}"
     );

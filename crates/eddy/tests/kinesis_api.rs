@@ -225,7 +225,7 @@ async fn put_and_get_records_round_trip_in_order() {
 
 #[tokio::test]
 async fn get_records_honours_limit_and_every_iterator_type() {
-    let eddy = Eddy::start();
+    let eddy = Eddy::start_with(&["--shard-limits", "off"]);
     let k = eddy.client();
     create_stream(&k, "s", 1).await;
     let mut seqs = Vec::new();
@@ -1124,7 +1124,7 @@ async fn transition_times_emulate_aws_for_waiters() {
 
 #[tokio::test]
 async fn get_records_stops_at_ten_mebibytes() {
-    let eddy = Eddy::start_with(&["--durability", "none"]);
+    let eddy = Eddy::start_with(&["--durability", "none", "--shard-limits", "off"]);
     let k = eddy.client();
     create_stream(&k, "big", 1).await;
     let arn = "arn:aws:kinesis:us-east-1:000000000000:stream/big";

@@ -224,7 +224,7 @@ async fn split_and_merge_follow_aws_rules() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scaling_under_writes_loses_and_duplicates_nothing() {
-    let eddy = Eddy::start_with(&["--durability", "none"]);
+    let eddy = Eddy::start_with(&["--durability", "none", "--shard-limits", "off"]);
     let k = eddy.client();
     create_stream(&k, "s", 1).await;
     let stop = Arc::new(AtomicBool::new(false));

@@ -122,6 +122,14 @@ fn append_record(entry: &Value) -> AppendRecord {
 }
 
 impl Streams {
+    fn write_throttle_message(&self, stream: &str, shard_index: u32) -> String {
+        format!(
+            "Rate exceeded for shard {} in stream {stream} under account {}.",
+            shard_id(shard_index),
+            self.account()
+        )
+    }
+
     fn put_target(&self, name: &str) -> Result<PutTarget> {
         let m = self.read();
         let stream = self.readable(&m, name)?;
@@ -137,6 +145,13 @@ impl Streams {
         let hash = record_hash(input, None, target.max_record_bytes)?;
         dry_run(input)?;
         let routed = target.route(hash)?;
+        let size = input.blob("Data").map_or(0, Bytes::len)
+            + input.str("PartitionKey").map_or(0, str::len);
+        if !self.inner.limiter.admit_write(routed.log_id, size) {
+            return Err(StreamsError::ProvisionedThroughputExceeded(
+                self.write_throttle_message(&name, routed.shard_index),
+            ));
+        }
         let appended = self
             .log()
             .append(vec![ShardAppend {
@@ -174,40 +189,58 @@ impl Streams {
             ));
         }
         dry_run(input)?;
-        // Group by shard, keeping request order within each shard.
+        // Admit each record against its shard's limits (in request order),
+        // then group the admitted ones by shard, keeping request order.
         let mut batches: Vec<ShardAppend> = Vec::new();
         let mut batch_of: HashMap<u64, usize> = HashMap::new();
-        let mut slot = Vec::with_capacity(entries.len()); // (batch, index in batch)
+        // Per entry: Some((batch, index in batch)) if admitted.
+        let mut slot: Vec<Option<(usize, u64)>> = Vec::with_capacity(entries.len());
         for (e, r) in entries.iter().zip(&routes) {
-            let b = match batch_of.get(&r.log_id) {
-                Some(&b) => b,
-                None => {
-                    batch_of.insert(r.log_id, batches.len());
-                    batches.push(ShardAppend {
-                        shard: r.log_id,
-                        records: Vec::new(),
-                    });
-                    batches.len() - 1
-                }
-            };
-            slot.push((b, batches[b].records.len() as u64));
+            let size =
+                e.blob("Data").map_or(0, Bytes::len) + e.str("PartitionKey").map_or(0, str::len);
+            if !self.inner.limiter.admit_write(r.log_id, size) {
+                slot.push(None);
+                continue;
+            }
+            let b = *batch_of.entry(r.log_id).or_insert_with(|| {
+                batches.push(ShardAppend {
+                    shard: r.log_id,
+                    records: Vec::new(),
+                });
+                batches.len() - 1
+            });
+            slot.push(Some((b, batches[b].records.len() as u64)));
             batches[b].records.push(append_record(e));
         }
-        let appended = self.log().append(batches).await?;
+        let appended = if batches.is_empty() {
+            Vec::new()
+        } else {
+            self.log().append(batches).await?
+        };
+        let mut failed = 0i64;
         let records: Vec<Value> = routes
             .iter()
             .zip(&slot)
-            .map(|(r, &(b, k))| {
-                Value::map()
+            .map(|(r, slot)| match slot {
+                Some((b, k)) => Value::map()
                     .with(
                         "SequenceNumber",
-                        seqnum::encode(target.tag, r.shard_index, appended[b].first_position + k),
+                        seqnum::encode(target.tag, r.shard_index, appended[*b].first_position + k),
                     )
-                    .with("ShardId", shard_id(r.shard_index))
+                    .with("ShardId", shard_id(r.shard_index)),
+                None => {
+                    failed += 1;
+                    Value::map()
+                        .with("ErrorCode", "ProvisionedThroughputExceededException")
+                        .with(
+                            "ErrorMessage",
+                            self.write_throttle_message(&name, r.shard_index),
+                        )
+                }
             })
             .collect();
         Ok(Value::map()
-            .with("FailedRecordCount", 0i64)
+            .with("FailedRecordCount", failed)
             .with("Records", records)
             .with(
                 "EncryptionType",
@@ -347,6 +380,14 @@ impl Streams {
             (shard, stream.kms_key_id.is_some(), children)
         };
         dry_run(input)?;
+        if !self.inner.limiter.admit_read(shard.log_id) {
+            return Err(StreamsError::ProvisionedThroughputExceeded(format!(
+                "Rate exceeded for Shard - {}/{}/{}",
+                self.account(),
+                it.stream_name,
+                shard.id()
+            )));
+        }
         let end = shard.ending_position.unwrap_or(u64::MAX);
         let want = limit.min((end.saturating_sub(it.position)).min(usize::MAX as u64) as usize);
         let read = if want == 0 {
@@ -362,6 +403,8 @@ impl Streams {
             Some(r) => (r.records, r.next_position),
             None => (Vec::new(), it.position.max(bounds.trim_horizon)),
         };
+        let returned: usize = records.iter().map(|r| r.key.len() + r.value.len()).sum();
+        self.inner.limiter.charge_read(shard.log_id, returned);
         let last_ts = records.last().map(|r| r.timestamp_ms);
         let out: Vec<Value> = records
             .into_iter()

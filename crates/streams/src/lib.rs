@@ -15,6 +15,7 @@ mod control;
 mod data;
 pub mod error;
 pub mod hashkey;
+pub mod limits;
 pub mod meta;
 mod reshard;
 pub mod seqnum;
@@ -43,6 +44,8 @@ pub struct StreamsConfig {
     /// Account shard limit reported by DescribeLimits and enforced.
     pub shard_limit: u32,
     pub on_demand_stream_limit: u32,
+    /// Per-shard and control-plane throughput limits.
+    pub limits: limits::Limits,
 }
 
 impl StreamsConfig {
@@ -54,6 +57,7 @@ impl StreamsConfig {
             transition: Duration::ZERO,
             shard_limit: 20_000,
             on_demand_stream_limit: 50,
+            limits: limits::Limits::default(),
         }
     }
 }
@@ -70,6 +74,7 @@ struct Inner {
     meta: RwLock<Meta>,
     store: MetaStore,
     signer: Signer,
+    limiter: limits::Limiter,
     /// Per-stream gates: puts hold the read side across routing and append,
     /// reshards the write side (see `reshard.rs`).
     gates: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::RwLock<()>>>>,
@@ -136,6 +141,7 @@ impl Streams {
             }
         };
         let signer = Signer::new(meta.secret);
+        let cfg_limits = cfg.limits;
         let streams = Streams {
             inner: Arc::new(Inner {
                 cfg,
@@ -144,6 +150,7 @@ impl Streams {
                 store,
                 signer,
                 gates: Default::default(),
+                limiter: limits::Limiter::new(cfg_limits),
             }),
         };
         streams.recover()?;
@@ -175,6 +182,7 @@ impl Streams {
 
     /// Runs one operation. `op` must be one of [`OPERATIONS`].
     pub async fn handle(&self, op: &str, input: &Value) -> Result<Value> {
+        self.admit_control(op, input)?;
         match op {
             "PutRecord" => self.put_record(input).await,
             "PutRecords" => self.put_records(input).await,
@@ -185,6 +193,47 @@ impl Streams {
             "UpdateShardCount" => self.update_shard_count(input).await,
             _ => self.control(op, input),
         }
+    }
+
+    /// Control-plane rate limits (LimitExceededException), per account or
+    /// per stream as AWS counts them. Data-plane calls are limited per shard
+    /// in `data.rs` instead.
+    fn admit_control(&self, op: &str, input: &Value) -> Result<()> {
+        if matches!(op, "PutRecord" | "PutRecords" | "GetRecords")
+            || !self.inner.limiter.limits().enabled
+        {
+            return Ok(());
+        }
+        let stream = input.str("StreamName").map(str::to_string).or_else(|| {
+            input
+                .str("StreamARN")
+                .and_then(|a| self.name_from_arn(a).ok())
+        });
+        let (rate, per_stream) = match op {
+            // 5 per second per account per open shard: count it per shard.
+            "GetShardIterator" => (5.0, true),
+            _ => limits::CONTROL_RATES
+                .iter()
+                .find(|(name, _, _)| *name == op)
+                .map_or((5.0, false), |&(_, r, s)| (r, s)),
+        };
+        let scope = match (op, per_stream, &stream) {
+            ("GetShardIterator", _, Some(s)) => {
+                format!("{s}/{}", input.str("ShardId").unwrap_or_default())
+            }
+            (_, true, Some(s)) => s.clone(),
+            _ => String::new(),
+        };
+        if self.inner.limiter.admit_control(op, &scope, rate) {
+            return Ok(());
+        }
+        Err(StreamsError::LimitExceeded(match stream {
+            Some(s) => format!(
+                "Rate exceeded for stream {s} under account {}.",
+                self.account()
+            ),
+            None => format!("Rate exceeded for account {}.", self.account()),
+        }))
     }
 
     /// The gate of a stream (see `reshard.rs`).

@@ -110,7 +110,20 @@ impl Eddy {
     }
 
     pub fn client(&self) -> aws_sdk_kinesis::Client {
+        self.client_with(aws_sdk_kinesis::config::retry::RetryConfig::standard())
+    }
+
+    /// A client that never retries, to observe throttling as it happens.
+    pub fn client_without_retries(&self) -> aws_sdk_kinesis::Client {
+        self.client_with(aws_sdk_kinesis::config::retry::RetryConfig::disabled())
+    }
+
+    fn client_with(
+        &self,
+        retry: aws_sdk_kinesis::config::retry::RetryConfig,
+    ) -> aws_sdk_kinesis::Client {
         let conf = aws_sdk_kinesis::Config::builder()
+            .retry_config(retry)
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
             .credentials_provider(Credentials::new(
