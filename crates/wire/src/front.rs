@@ -102,7 +102,7 @@ fn incomplete_signature(head: &RequestHead<'_>) -> Option<String> {
 impl Service {
     /// Splits an `X-Amz-Target` into (service prefix, operation name) as
     /// AWS does: on dots, taking the first two parts.
-    fn split_target<'t>(target: Option<&'t str>) -> (Option<&'t str>, Option<&'t str>) {
+    fn split_target(target: Option<&str>) -> (Option<&str>, Option<&str>) {
         let Some(t) = target else {
             return (None, None);
         };
@@ -220,10 +220,11 @@ impl Service {
             Err(e) => {
                 // Only the target and auth checks come after the parse
                 // check; those replies are in a protocol's content type.
-                if let Some(protocol) = Protocol::from_content_type(e.content_type) {
-                    if !body.is_empty() && !well_formed(protocol, body) {
-                        return Err((AwsError::bare("SerializationException"), protocol).into());
-                    }
+                if let Some(protocol) = Protocol::from_content_type(e.content_type)
+                    && !body.is_empty()
+                    && !well_formed(protocol, body)
+                {
+                    return Err((AwsError::bare("SerializationException"), protocol).into());
                 }
                 return Err(e);
             }

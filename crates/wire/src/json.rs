@@ -77,7 +77,7 @@ pub(crate) fn type_error(kind: &ShapeKind, found: Found<'_>) -> String {
 /// Decodes a base64 blob as AWS does (standard alphabet, padded), with
 /// AWS's messages for the ways it can be wrong.
 pub(crate) fn decode_base64(s: &str) -> Result<Bytes, String> {
-    if s.len() % 4 != 0 {
+    if !s.len().is_multiple_of(4) {
         return Err(format!(
             "'{s}' can not be converted to a Blob: Base64 encoded length is expected a multiple of 4 bytes but found: {}",
             s.chars().count()
@@ -138,7 +138,7 @@ impl BlobArena {
     }
 
     fn decode(&mut self, s: &str) -> Result<Bytes, String> {
-        if s.len() % 4 != 0 {
+        if !s.len().is_multiple_of(4) {
             return decode_base64(s);
         }
         let estimate = s.len() / 4 * 3;

@@ -56,15 +56,15 @@ fn number_of(v: &Value) -> Option<f64> {
 /// in AWS's order: enum, pattern, length min, length max, value min, value
 /// max.
 fn scalar_violations(shape: &Shape, v: &Value, out: &mut Vec<String>) {
-    if let (Some(values), Value::String(s)) = (&shape.enum_values, v) {
-        if !values.iter().any(|e| e == s) {
-            out.push(enum_rule(values));
-        }
+    if let (Some(values), Value::String(s)) = (&shape.enum_values, v)
+        && !values.iter().any(|e| e == s)
+    {
+        out.push(enum_rule(values));
     }
-    if let (Some(p), Value::String(s)) = (&shape.pattern, v) {
-        if !p.regex.is_match(s) {
-            out.push(format!("satisfy regular expression pattern: {}", p.source));
-        }
+    if let (Some(p), Value::String(s)) = (&shape.pattern, v)
+        && !p.regex.is_match(s)
+    {
+        out.push(format!("satisfy regular expression pattern: {}", p.source));
     }
     let is_number = matches!(
         shape.kind,
@@ -72,29 +72,29 @@ fn scalar_violations(shape: &Shape, v: &Value, out: &mut Vec<String>) {
     );
     if is_number {
         if let Some(n) = number_of(v) {
-            if let Some(min) = shape.min {
-                if n < min as f64 {
-                    out.push(format!("have value greater than or equal to {min}"));
-                }
+            if let Some(min) = shape.min
+                && n < min as f64
+            {
+                out.push(format!("have value greater than or equal to {min}"));
             }
-            if let Some(max) = shape.max {
-                if n > max as f64 {
-                    out.push(format!("have value less than or equal to {max}"));
-                }
+            if let Some(max) = shape.max
+                && n > max as f64
+            {
+                out.push(format!("have value less than or equal to {max}"));
             }
         }
-    } else if shape.min.is_some() || shape.max.is_some() {
-        if let Some(len) = length_of(v) {
-            if let Some(min) = shape.min {
-                if len < min {
-                    out.push(format!("have length greater than or equal to {min}"));
-                }
-            }
-            if let Some(max) = shape.max {
-                if len > max {
-                    out.push(format!("have length less than or equal to {max}"));
-                }
-            }
+    } else if (shape.min.is_some() || shape.max.is_some())
+        && let Some(len) = length_of(v)
+    {
+        if let Some(min) = shape.min
+            && len < min
+        {
+            out.push(format!("have length greater than or equal to {min}"));
+        }
+        if let Some(max) = shape.max
+            && len > max
+        {
+            out.push(format!("have length less than or equal to {max}"));
         }
     }
 }

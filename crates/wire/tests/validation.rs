@@ -282,7 +282,7 @@ fn multiple_errors_are_joined_and_capped_at_ten() {
     // 12 records without Data and an invalid stream name: 13 violations.
     let body = format!(
         r#"{{"Records":[{}],"StreamName":"bad name"}}"#,
-        vec![r#"{"PartitionKey":"k"}"#; 12].join(",")
+        [r#"{"PartitionKey":"k"}"#; 12].join(",")
     );
     let msg = message("PutRecords", &body);
     let prefix = "10 validation errors detected: ";
