@@ -366,3 +366,22 @@ fn negative_and_sub_second_timestamps_encode_exactly() {
         );
     }
 }
+
+#[test]
+fn escaped_slashes_in_base64_blobs_decode() {
+    let v = decode(
+        "PutRecord",
+        r#"{"StreamName":"s","Data":"+\/8=","PartitionKey":"k"}"#,
+    )
+    .unwrap();
+    assert_eq!(v.blob("Data").unwrap().as_ref(), &[0xfb, 0xff]);
+}
+
+proptest::proptest! {
+    #[test]
+    fn json_decoding_arbitrary_input_never_panics(body in "[\\[\\]{}\":,0-9a-zA-Z.eE+/= -]{0,64}") {
+        let _ = decode("PutRecords", &body);
+        let _ = decode("CreateStream", &format!("{{\"StreamName\":{body}}}"));
+        let _ = decode("PutRecords", &format!("{{\"Records\":[{{\"Data\":{body}}}]}}"));
+    }
+}
