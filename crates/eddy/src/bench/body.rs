@@ -273,7 +273,10 @@ mod tests {
     #[test]
     fn failed_record_count_is_found_with_or_without_whitespace() {
         assert_eq!(
-            find_u64(br#"{"FailedRecordCount":3,"Records":[]}"#, "FailedRecordCount"),
+            find_u64(
+                br#"{"FailedRecordCount":3,"Records":[]}"#,
+                "FailedRecordCount"
+            ),
             Some(3)
         );
         assert_eq!(

@@ -28,7 +28,9 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub async fn resolve(url: &str) -> anyhow::Result<Arc<Endpoint>> {
-        let uri: hyper::Uri = url.parse().with_context(|| format!("parsing --endpoint {url}"))?;
+        let uri: hyper::Uri = url
+            .parse()
+            .with_context(|| format!("parsing --endpoint {url}"))?;
         match uri.scheme_str() {
             Some("http") | None => {}
             Some(other) => bail!("only http:// endpoints are supported, got {other}://"),
@@ -151,10 +153,7 @@ impl Conn {
             }
             Err(_) => {
                 self.sender = None;
-                Outcome::Transport(format!(
-                    "no answer within {}s",
-                    REQUEST_TIMEOUT.as_secs()
-                ))
+                Outcome::Transport(format!("no answer within {}s", REQUEST_TIMEOUT.as_secs()))
             }
         }
     }

@@ -58,6 +58,10 @@ pub struct Drain {
 pub struct Visibility {
     pub target_rate: u32,
     pub shard: String,
+    /// Records scheduled (rate x duration).
+    pub planned: u64,
+    /// Records sent (fewer than planned when the server could not keep up:
+    /// the writers stop one second after the planned end).
     pub sent: u64,
     pub acknowledged: u64,
     pub seen: u64,
@@ -298,14 +302,16 @@ pub async fn visibility(
     let rate = rate.max(1);
     let total = ((rate as f64 * duration.as_secs_f64()).round() as usize).max(1);
     let period = Duration::from_secs_f64(1.0 / rate as f64);
-    let writers = (rate as usize).div_ceil(250).clamp(2, 16);
+    let writers = (rate as usize).div_ceil(64).clamp(4, 32);
     let counters = Arc::new(Counters::default());
     let mut admin = Conn::new(ctx.ep.clone());
     let mut it = stream::shard_iterator(&mut admin, &ctx.stream, &shard.id, "LATEST").await?;
     drop(admin);
     let bodies: Arc<Vec<Bytes>> = Arc::new(
         (0..total as u64)
-            .map(|id| body::latency_body(&ctx.stream, id, ctx.record_size, &shard.starting_hash_key))
+            .map(|id| {
+                body::latency_body(&ctx.stream, id, ctx.record_size, &shard.starting_hash_key)
+            })
             .collect(),
     );
     // Send time of each record in µs since t0, plus one; 0 = not sent or failed.
@@ -400,6 +406,8 @@ pub async fn visibility(
     };
 
     // Writers.
+    let give_up = t0 + duration + Duration::from_secs(1);
+    let attempted = Arc::new(AtomicU64::new(0));
     let ack_lat = Arc::new(std::sync::Mutex::new(Vec::with_capacity(total)));
     let mut set = JoinSet::new();
     for (w, mut conn) in conns.into_iter().enumerate() {
@@ -407,12 +415,19 @@ pub async fn visibility(
         let sent = sent.clone();
         let counters = counters.clone();
         let ack_lat = ack_lat.clone();
+        let attempted = attempted.clone();
         let record_size = ctx.record_size as u64;
         set.spawn(async move {
             let mut lat = Vec::with_capacity(total / writers + 1);
             for id in (w..total).step_by(writers) {
                 tokio::time::sleep_until((t0 + period * id as u32).into()).await;
                 let t = Instant::now();
+                if t > give_up {
+                    // The server cannot keep up with the rate: stop rather
+                    // than run on; the achieved send rate tells.
+                    break;
+                }
+                attempted.fetch_add(1, Ordering::Relaxed);
                 let at = t.saturating_duration_since(t0).as_micros() as u64;
                 sent[id].store(at + 1, Ordering::Release);
                 let outcome = conn.call(PUT_RECORD, bodies[id].clone()).await;
@@ -433,6 +448,7 @@ pub async fn visibility(
     }
     while set.join_next().await.is_some() {}
     let send_secs = Instant::now().saturating_duration_since(t0).as_secs_f64();
+    let sent_count = attempted.load(Ordering::Relaxed);
     writers_done.store(true, Ordering::Release);
     let (samples, seen, calls, empty, throttled) = reader.await?;
     progress.finish().await;
@@ -444,11 +460,12 @@ pub async fn visibility(
     Ok(Visibility {
         target_rate: rate,
         shard: shard.id.clone(),
-        sent: total as u64,
+        planned: total as u64,
+        sent: sent_count,
         acknowledged,
         seen,
         missing: acknowledged.saturating_sub(seen),
-        send_rate: total as f64 / send_secs.max(1e-9),
+        send_rate: sent_count as f64 / send_secs.max(1e-9),
         latency: Quantiles::from_micros(samples),
         ack_latency: Quantiles::from_micros(ack),
         get_records_calls: calls,

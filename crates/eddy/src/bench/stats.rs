@@ -84,8 +84,9 @@ impl Errors {
                     || code.contains("ProvisionedThroughputExceeded")
                     || code.contains("LimitExceeded");
                 self.add(format!("HTTP {status} {code}"), || {
-                    body::error_message(body)
-                        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect())
+                    body::error_message(body).unwrap_or_else(|| {
+                        String::from_utf8_lossy(body).chars().take(200).collect()
+                    })
                 });
                 if throttled {
                     Failure::Throttled
