@@ -342,7 +342,10 @@ impl<'a> Reader<'a> {
                     let key = self.text(kh)?.into_owned();
                     let v = self.value(svc, value)?;
                     out.retain(|(k, _)| *k != key);
-                    out.push((key, v));
+                    // As for structure members, null means absent.
+                    if !matches!(v, Value::Null) {
+                        out.push((key, v));
+                    }
                 }
                 self.depth -= 1;
                 Ok(Value::Map(out))

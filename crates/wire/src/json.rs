@@ -317,7 +317,10 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
                         shape: value,
                     })?;
                     out.retain(|(old, _)| *old != k);
-                    out.push((k, v));
+                    // As for structure members, null means absent.
+                    if !matches!(v, Value::Null) {
+                        out.push((k, v));
+                    }
                 }
                 Ok(Value::Map(out))
             }

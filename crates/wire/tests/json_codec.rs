@@ -385,3 +385,16 @@ proptest::proptest! {
         let _ = decode("PutRecords", &format!("{{\"Records\":[{{\"Data\":{body}}}]}}"));
     }
 }
+
+#[test]
+fn null_map_values_are_absent() {
+    let v = decode(
+        "AddTagsToStream",
+        r#"{"StreamName":"s","Tags":{"a":null,"b":"x"}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        v.get("Tags"),
+        Some(&Value::Map(vec![("b".into(), Value::String("x".into()))]))
+    );
+}
