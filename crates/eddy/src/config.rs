@@ -53,6 +53,12 @@ pub struct ServeArgs {
     /// Per-shard GetRecords calls per second [default: 5].
     #[arg(long, env = "EDDY_SHARD_READ_CALLS_PER_SEC")]
     pub shard_read_calls_per_sec: Option<f64>,
+    /// How often on-demand streams are checked for hot and cold shards, in ms [default: 1000].
+    #[arg(long, env = "EDDY_ON_DEMAND_SCALE_INTERVAL_MS")]
+    pub on_demand_scale_interval_ms: Option<u64>,
+    /// How long adjacent on-demand shards must stay cold before they merge, in seconds [default: 900].
+    #[arg(long, env = "EDDY_ON_DEMAND_MERGE_AFTER_SECS")]
+    pub on_demand_merge_after_secs: Option<u64>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -71,6 +77,8 @@ struct FileConfig {
     shard_write_records_per_sec: Option<f64>,
     shard_read_bytes_per_sec: Option<f64>,
     shard_read_calls_per_sec: Option<f64>,
+    on_demand_scale_interval_ms: Option<u64>,
+    on_demand_merge_after_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +91,7 @@ pub struct ServeConfig {
     pub transition: Duration,
     pub shard_limit: u32,
     pub limits: eddy_streams::limits::Limits,
+    pub scaling: eddy_streams::ScalingConfig,
 }
 
 impl ServeConfig {
@@ -162,7 +171,21 @@ impl ServeConfig {
                 defaults.read_calls_per_sec,
             )?,
         };
+        let scaling = eddy_streams::ScalingConfig {
+            interval: Duration::from_millis(
+                args.on_demand_scale_interval_ms
+                    .or(file.on_demand_scale_interval_ms)
+                    .unwrap_or(1000)
+                    .max(10),
+            ),
+            merge_after: Duration::from_secs(
+                args.on_demand_merge_after_secs
+                    .or(file.on_demand_merge_after_secs)
+                    .unwrap_or(900),
+            ),
+        };
         Ok(ServeConfig {
+            scaling,
             limits,
             listen: args
                 .listen

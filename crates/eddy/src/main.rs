@@ -70,8 +70,10 @@ async fn serve(cfg: config::ServeConfig, started: Instant) -> anyhow::Result<()>
     scfg.transition = cfg.transition;
     scfg.shard_limit = cfg.shard_limit;
     scfg.limits = cfg.limits;
+    scfg.scaling = cfg.scaling;
     let streams =
         eddy_streams::Streams::open(scfg, log.clone()).context("opening stream metadata")?;
+    streams.spawn_autoscaler();
     let app = eddy_server::App::new(streams);
     let server = eddy_server::Server::bind(cfg.listen, app)
         .await

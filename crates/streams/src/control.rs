@@ -875,6 +875,7 @@ impl Streams {
 
     fn update_stream_warm_throughput(&self, input: &Value) -> Result<Value> {
         let target = input.i64("WarmThroughputMiBps").unwrap_or_default();
+        let per_shard_mib = self.config().limits.write_bytes_per_sec / (1024.0 * 1024.0);
         let mut current = 0;
         let name = self.update_active(input, |s| {
             if !s.on_demand {
@@ -883,7 +884,8 @@ impl Streams {
                     s.name
                 )));
             }
-            current = s.warm_throughput_mibps.unwrap_or(0);
+            // Capacity in place now: open shards at the per-shard write rate.
+            current = (s.open_shards().count() as f64 * per_shard_mib).floor() as i64;
             s.warm_throughput_mibps = Some(target);
             Ok(())
         })?;

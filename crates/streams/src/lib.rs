@@ -11,6 +11,7 @@
 //! before touching storage; control-plane calls take the write lock, change
 //! the metadata, persist it (atomically, fsynced) and release it.
 
+mod autoscale;
 mod control;
 mod data;
 pub mod error;
@@ -28,6 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use eddy_log::Log;
 use eddy_wire::Value;
 
+pub use autoscale::ScalingConfig;
 pub use error::{Result, StreamsError};
 use meta::{Meta, MetaStore, Status, Stream};
 use token::Signer;
@@ -46,6 +48,8 @@ pub struct StreamsConfig {
     pub on_demand_stream_limit: u32,
     /// Per-shard and control-plane throughput limits.
     pub limits: limits::Limits,
+    /// How on-demand streams scale.
+    pub scaling: autoscale::ScalingConfig,
 }
 
 impl StreamsConfig {
@@ -58,6 +62,7 @@ impl StreamsConfig {
             shard_limit: 20_000,
             on_demand_stream_limit: 50,
             limits: limits::Limits::default(),
+            scaling: autoscale::ScalingConfig::default(),
         }
     }
 }

@@ -63,7 +63,7 @@ impl Streams {
         Ok(shard)
     }
 
-    fn check_shard_limit(&self, m: &Meta, additional: u32) -> Result<()> {
+    pub(crate) fn check_shard_limit(&self, m: &Meta, additional: u32) -> Result<()> {
         let current: u32 = m
             .streams
             .values()
@@ -127,7 +127,7 @@ impl Streams {
 
     /// Splits open shard `index` so that `new_start` begins the right child.
     /// Returns (left, right) child indexes.
-    fn split_at(
+    pub(crate) fn split_at(
         &self,
         m: &mut Meta,
         name: &str,
@@ -148,7 +148,7 @@ impl Streams {
 
     /// Merges two adjacent open shards; `a` becomes ParentShardId and `b`
     /// AdjacentParentShardId of the child. Returns the child index.
-    fn merge_pair(&self, m: &mut Meta, name: &str, a: u32, b: u32) -> Result<u32> {
+    pub(crate) fn merge_pair(&self, m: &mut Meta, name: &str, a: u32, b: u32) -> Result<u32> {
         let now = now_ms();
         let (ra, rb) = {
             let s = &m.streams[name];
