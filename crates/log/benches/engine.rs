@@ -208,8 +208,7 @@ fn main() {
         let mut t_first = 0;
         for i in 0..total_records / per {
             let a = rt
-                .block_on(
-                    log.append(vec![ShardAppend {
+                .block_on(log.append(vec![ShardAppend {
                         shard: 1,
                         records: (0..per)
                             .map(|_| AppendRecord {
@@ -217,8 +216,7 @@ fn main() {
                                 value: value.clone(),
                             })
                             .collect(),
-                    }]),
-                )
+                    }]))
                 .unwrap();
             if i == 0 {
                 t_first = a[0].timestamp_ms;
@@ -250,8 +248,7 @@ fn main() {
         // interleaved in the same journal.
         log.create_shard(2, 1).unwrap();
         for _ in 0..8192 {
-            rt.block_on(
-                log.append(vec![ShardAppend {
+            rt.block_on(log.append(vec![ShardAppend {
                     shard: 2,
                     records: (0..16)
                         .map(|_| AppendRecord {
@@ -259,8 +256,7 @@ fn main() {
                             value: value.clone(),
                         })
                         .collect(),
-                }]),
-            )
+                }]))
             .unwrap();
         }
         let n = 20_000u64;

@@ -231,7 +231,7 @@ impl Inner {
                 "sealed segment has invalid frames; serving the valid prefix"
             );
         }
-        let b = index::encode_sidecar(seg, valid, &refs);
+        let b = index::encode_sidecar(seg, valid, index::NO_SOURCE, &refs);
         if let Err(e) = self.fs.write_atomic(&self.dir, &sidecar_name(seg), &b) {
             tracing::warn!(seg, error = %e, "could not rewrite sidecar index");
         }

@@ -6,14 +6,15 @@
 //! segment is sealed. Sidecar layout (little endian):
 //!
 //! ```text
-//! header (40 B): magic u32, version u32, segment u64, segment_len u64,
+//! header (48 B): magic u32, version u32, segment u64, segment_len u64,
+//!                source u64 (segment this one compacts, u64::MAX if none),
 //!                n_shards u32, n_entries u32, summary_crc u32, entries_crc u32
-//! summaries (48 B each, sorted by shard): shard u64, first_pos u64, end_pos u64,
-//!                first_ts i64, last_ts i64, entry_start u32, entry_count u32
+//! summaries (56 B each, sorted by shard): shard u64, first_pos u64, end_pos u64,
+//!                first_ts i64, last_ts i64, bytes u64, entry_start u32, entry_count u32
 //! entries (32 B each, grouped by shard, by position): offset u64, len u32,
 //!                count u32, first_pos u64, ts i64
 //! ```
-//! `summary_crc` covers the first 32 header bytes and the summaries, so
+//! `summary_crc` covers the first 40 header bytes and the summaries, so
 //! startup reads and verifies only the header and summaries;
 //! `entries_crc` is verified when a segment's index is loaded for reads.
 
@@ -46,6 +47,8 @@ pub struct Span {
     pub end_pos: u64,
     pub first_ts: i64,
     pub last_ts: i64,
+    /// Bytes of this shard's frames in the segment.
+    pub bytes: u64,
 }
 
 /// Index of the first frame that holds `pos` or starts after it.
@@ -67,8 +70,10 @@ pub fn span_for_time(spans: &[Span], ts: i64) -> usize {
 
 pub const SIDECAR_MAGIC: u32 = 0xEDD1_1DC5;
 const VERSION: u32 = 1;
-const HDR: usize = 40;
-const SUM: usize = 48;
+const HDR: usize = 48;
+const SUM: usize = 56;
+/// `source` value of a segment written by the journal (not a compaction).
+pub const NO_SOURCE: u64 = u64::MAX;
 const ENT: usize = 32;
 
 /// The per-shard summary of a sealed segment (what startup loads).
@@ -76,6 +81,8 @@ const ENT: usize = 32;
 pub struct SidecarSummary {
     pub seg: u64,
     pub seg_len: u64,
+    /// The segment this one replaces (compaction output), if any.
+    pub source: Option<u64>,
     pub shards: Vec<(ShardId, Span)>,
 }
 
@@ -92,7 +99,12 @@ fn bad(msg: &str) -> io::Error {
 
 /// Encodes a sidecar. `entries` must be the segment's frames; they are
 /// grouped by shard keeping their (position) order.
-pub fn encode_sidecar(seg: u64, seg_len: u64, entries: &[(ShardId, FrameRef)]) -> Vec<u8> {
+pub fn encode_sidecar(
+    seg: u64,
+    seg_len: u64,
+    source: u64,
+    entries: &[(ShardId, FrameRef)],
+) -> Vec<u8> {
     let mut sorted: Vec<&(ShardId, FrameRef)> = entries.iter().collect();
     sorted.sort_by_key(|(s, r)| (*s, r.first_pos)); // stable, by position
     let mut sums: Vec<(ShardId, Span, u32, u32)> = Vec::new();
@@ -103,6 +115,7 @@ pub fn encode_sidecar(seg: u64, seg_len: u64, entries: &[(ShardId, FrameRef)]) -
                 debug_assert_eq!(span.end_pos, r.first_pos, "positions dense in segment");
                 span.end_pos = r.end_pos();
                 span.last_ts = r.ts;
+                span.bytes += r.len as u64;
                 *cnt += 1;
             }
             _ => sums.push((
@@ -113,6 +126,7 @@ pub fn encode_sidecar(seg: u64, seg_len: u64, entries: &[(ShardId, FrameRef)]) -
                     end_pos: r.end_pos(),
                     first_ts: r.ts,
                     last_ts: r.ts,
+                    bytes: r.len as u64,
                 },
                 i as u32,
                 1,
@@ -124,6 +138,7 @@ pub fn encode_sidecar(seg: u64, seg_len: u64, entries: &[(ShardId, FrameRef)]) -
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&seg.to_le_bytes());
     out.extend_from_slice(&seg_len.to_le_bytes());
+    out.extend_from_slice(&source.to_le_bytes());
     out.extend_from_slice(&(sums.len() as u32).to_le_bytes());
     out.extend_from_slice(&(sorted.len() as u32).to_le_bytes());
     out.extend_from_slice(&[0; 8]);
@@ -133,6 +148,7 @@ pub fn encode_sidecar(seg: u64, seg_len: u64, entries: &[(ShardId, FrameRef)]) -
         out.extend_from_slice(&sp.end_pos.to_le_bytes());
         out.extend_from_slice(&sp.first_ts.to_le_bytes());
         out.extend_from_slice(&sp.last_ts.to_le_bytes());
+        out.extend_from_slice(&sp.bytes.to_le_bytes());
         out.extend_from_slice(&start.to_le_bytes());
         out.extend_from_slice(&cnt.to_le_bytes());
     }
@@ -144,10 +160,10 @@ pub fn encode_sidecar(seg: u64, seg_len: u64, entries: &[(ShardId, FrameRef)]) -
         out.extend_from_slice(&r.first_pos.to_le_bytes());
         out.extend_from_slice(&r.ts.to_le_bytes());
     }
-    let sum_crc = crc32c::crc32c_append(crc32c::crc32c(&out[..32]), &out[HDR..ent_start]);
+    let sum_crc = crc32c::crc32c_append(crc32c::crc32c(&out[..40]), &out[HDR..ent_start]);
     let ent_crc = crc32c::crc32c(&out[ent_start..]);
-    out[32..36].copy_from_slice(&sum_crc.to_le_bytes());
-    out[36..40].copy_from_slice(&ent_crc.to_le_bytes());
+    out[40..44].copy_from_slice(&sum_crc.to_le_bytes());
+    out[44..48].copy_from_slice(&ent_crc.to_le_bytes());
     out
 }
 
@@ -166,10 +182,13 @@ pub fn decode_sidecar_header(b: &[u8]) -> io::Result<(u64, u64, usize, usize)> {
     Ok((
         u64_at(b, 8),
         u64_at(b, 16),
-        u32_at(b, 24) as usize,
-        u32_at(b, 28) as usize,
+        u32_at(b, 32) as usize,
+        u32_at(b, 36) as usize,
     ))
 }
+
+/// Header length in bytes.
+pub const SIDECAR_HEADER_LEN: usize = HDR;
 
 /// Bytes of header + summaries, given the header.
 pub fn summary_bytes(n_shards: usize) -> usize {
@@ -183,8 +202,8 @@ pub fn decode_summary(b: &[u8]) -> io::Result<SidecarSummary> {
     if b.len() < end {
         return Err(bad("truncated summary"));
     }
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&b[..32]), &b[HDR..end]);
-    if crc != u32_at(b, 32) {
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&b[..40]), &b[HDR..end]);
+    if crc != u32_at(b, 40) {
         return Err(bad("summary checksum mismatch"));
     }
     let mut shards = Vec::with_capacity(ns);
@@ -196,15 +215,18 @@ pub fn decode_summary(b: &[u8]) -> io::Result<SidecarSummary> {
             end_pos: u64_at(b, o + 16),
             first_ts: u64_at(b, o + 24) as i64,
             last_ts: u64_at(b, o + 32) as i64,
+            bytes: u64_at(b, o + 40),
         };
         if span.end_pos <= span.first_pos || span.last_ts < span.first_ts {
             return Err(bad("inconsistent summary"));
         }
         shards.push((u64_at(b, o), span));
     }
+    let source = u64_at(b, 24);
     Ok(SidecarSummary {
         seg,
         seg_len,
+        source: (source != NO_SOURCE).then_some(source),
         shards,
     })
 }
@@ -217,15 +239,15 @@ pub fn decode_full(b: &[u8]) -> io::Result<(SidecarSummary, SegIndex)> {
     if b.len() != es + ne * ENT {
         return Err(bad("bad length"));
     }
-    if crc32c::crc32c(&b[es..]) != u32_at(b, 36) {
+    if crc32c::crc32c(&b[es..]) != u32_at(b, 44) {
         return Err(bad("entries checksum mismatch"));
     }
     let mut by_shard = HashMap::with_capacity(ns);
     for i in 0..ns {
         let o = HDR + i * SUM;
         let shard = u64_at(b, o);
-        let start = u32_at(b, o + 40) as usize;
-        let cnt = u32_at(b, o + 44) as usize;
+        let start = u32_at(b, o + 48) as usize;
+        let cnt = u32_at(b, o + 52) as usize;
         if start + cnt > ne {
             return Err(bad("entry range out of bounds"));
         }
@@ -247,7 +269,8 @@ pub fn decode_full(b: &[u8]) -> io::Result<(SidecarSummary, SegIndex)> {
             && refs
                 .windows(2)
                 .all(|w| w[0].end_pos() == w[1].first_pos && w[0].ts <= w[1].ts)
-            && refs.iter().all(|r| r.offset + r.len as u64 <= sum.seg_len);
+            && refs.iter().all(|r| r.offset + r.len as u64 <= sum.seg_len)
+            && refs.iter().map(|r| r.len as u64).sum::<u64>() == span.bytes;
         if !ok {
             return Err(bad("entries disagree with summary"));
         }
@@ -315,7 +338,7 @@ mod tests {
         #[test]
         fn sidecar_roundtrips_and_summaries_match_entries(shards in shards_strategy(), seg in 0u64..1000) {
             let (entries, len) = build(&shards, seg);
-            let b = encode_sidecar(seg, len, &entries);
+            let b = encode_sidecar(seg, len, NO_SOURCE, &entries);
             let (sum, idx) = decode_full(&b).unwrap();
             prop_assert_eq!(sum.clone(), decode_summary(&b[..summary_bytes(shards.len())]).unwrap());
             prop_assert_eq!(sum.seg_len, len);
@@ -331,7 +354,7 @@ mod tests {
         #[test]
         fn sidecar_corruption_is_detected(shards in shards_strategy(), bit in any::<prop::sample::Index>()) {
             let (entries, len) = build(&shards, 3);
-            let mut b = encode_sidecar(3, len, &entries);
+            let mut b = encode_sidecar(3, len, 9, &entries);
             let i = bit.index(b.len() * 8);
             b[i / 8] ^= 1 << (i % 8);
             prop_assert!(decode_full(&b).is_err());

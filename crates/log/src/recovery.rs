@@ -32,7 +32,7 @@ fn load_summary(
     seg: u64,
 ) -> io::Result<SidecarSummary> {
     let f = inner_fs.open_read(&dir.join(sidecar_name(seg)))?;
-    let mut hdr = [0u8; 40];
+    let mut hdr = [0u8; index::SIDECAR_HEADER_LEN];
     f.read_exact_at(&mut hdr, 0)?;
     let (s, _, ns, _) = index::decode_sidecar_header(&hdr)?;
     if s != seg {
@@ -178,7 +178,7 @@ pub(crate) fn recover(
                     });
                     continue;
                 }
-                let b = index::encode_sidecar(seg, valid, &refs);
+                let b = index::encode_sidecar(seg, valid, index::NO_SOURCE, &refs);
                 fs.write_atomic(&dir, &sidecar_name(seg), &b)?;
                 let (s, idx) = index::decode_full(&b)?;
                 let w = idx.entries.max(1);

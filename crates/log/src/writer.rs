@@ -349,7 +349,7 @@ impl Writer {
         }
         let new_id = self.seg + 1;
         let new_path = segment_path(dir, new_id);
-        let sidecar = index::encode_sidecar(self.seg, self.len, &self.seg_refs);
+        let sidecar = index::encode_sidecar(self.seg, self.len, index::NO_SOURCE, &self.seg_refs);
         let res = (|| {
             let f = fs.open_rw(&new_path)?;
             f.set_len(0)?;
