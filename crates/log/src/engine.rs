@@ -79,6 +79,20 @@ pub(crate) struct State {
     pub closed: bool,
 }
 
+impl State {
+    /// Whether a shard's data in a sealed span can never be read again:
+    /// the shard is deleted, or the span is expired or below the trim floor.
+    pub fn span_dead(&self, shard: ShardId, span: &Span, now: i64) -> bool {
+        match self.shards.get(&shard) {
+            None => true,
+            Some(sh) => {
+                let ret = self.meta.retention_ms(sh.group).min(i64::MAX as u64 / 2) as i64;
+                span.last_ts < now.saturating_sub(ret) || span.end_pos <= sh.floor
+            }
+        }
+    }
+}
+
 /// A small LRU map keyed by segment id, bounded by total weight.
 pub(crate) struct Lru<V: Clone> {
     map: HashMap<u64, (V, u64, usize)>,
@@ -137,6 +151,10 @@ pub(crate) struct Inner {
     pub meta: Mutex<MetaStore>,
     pub files: Mutex<Lru<Arc<dyn FileHandle>>>,
     pub indexes: Mutex<Lru<Arc<SegIndex>>>,
+    /// Next id for a compaction output segment.
+    pub next_compact: std::sync::atomic::AtomicU64,
+    /// Serializes retention and compaction passes.
+    pub maintenance: Mutex<()>,
 }
 
 /// Where a read continues after the in-memory lookup.
@@ -167,7 +185,7 @@ impl Inner {
         st.shards.get(&shard).ok_or(LogError::UnknownShard(shard))
     }
 
-    fn cutoff(&self, st: &State, sh: &ShardState) -> i64 {
+    pub fn cutoff(&self, st: &State, sh: &ShardState) -> i64 {
         let ret = st.meta.retention_ms(sh.group).min(i64::MAX as u64 / 2) as i64;
         self.clock.now_ms().saturating_sub(ret)
     }
@@ -548,19 +566,16 @@ impl Inner {
     /// One retention pass: deletes sealed segments in which every shard's
     /// data is expired or deleted. Returns the number deleted.
     pub fn run_retention(&self) -> Result<usize, LogError> {
+        let _m = self.maintenance.lock().unwrap();
         let now = self.clock.now_ms();
         let dead: Vec<u64> = {
             let st = self.state.read().unwrap();
             st.sealed
                 .iter()
                 .filter(|(_, seg)| {
-                    seg.shards.iter().all(|(s, span)| {
-                        !st.meta.shard_live(*s) || {
-                            let g = st.meta.shards[s].group;
-                            let ret = st.meta.retention_ms(g).min(i64::MAX as u64 / 2) as i64;
-                            span.last_ts < now.saturating_sub(ret)
-                        }
-                    })
+                    seg.shards
+                        .iter()
+                        .all(|(s, span)| st.span_dead(*s, span, now))
                 })
                 .map(|(id, _)| *id)
                 .collect()

@@ -10,6 +10,7 @@
 //! THE PUBLIC API BELOW IS A CONTRACT used by `eddy-streams`; the bodies are
 //! being implemented (see issue "Storage engine").
 
+mod compaction;
 mod engine;
 pub mod frame;
 pub mod fs;
@@ -254,6 +255,9 @@ impl Log {
                     if let Err(e) = bg_inner.run_retention() {
                         tracing::warn!(error = %e, "retention pass failed; will retry");
                     }
+                    if let Err(e) = bg_inner.run_compaction() {
+                        tracing::warn!(error = %e, "compaction pass failed; will retry");
+                    }
                 }
             })?;
         let permit_cap = (options.max_inflight_bytes / 1024).min(u32::MAX as usize >> 4) as u32;
@@ -422,6 +426,13 @@ impl Log {
     /// `Options::maintenance_interval`). Returns the segments deleted.
     pub fn run_retention(&self) -> Result<usize, LogError> {
         self.inner.run_retention()
+    }
+
+    /// Runs one compaction pass now: sealed segments that are at least half
+    /// dead (deleted shards, expired data) are rewritten without the dead
+    /// frames. Also runs in the background. Returns the segments rewritten.
+    pub fn run_compaction(&self) -> Result<usize, LogError> {
+        self.inner.run_compaction()
     }
 
     /// (sealed segments, open segment file handles): for tests and metrics.

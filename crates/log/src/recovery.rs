@@ -15,7 +15,10 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
+
+use crate::compaction::COMPACT_BASE;
 
 use crate::engine::{Inner, Lru, SealedSeg, ShardState, State};
 use crate::frame::{self, HEADER_LEN};
@@ -133,11 +136,27 @@ pub(crate) fn recover(
             st.shards.insert(*id, sh);
         }
     }
-    let last = segs.last().copied();
+    let last = segs.iter().copied().filter(|s| *s < COMPACT_BASE).max();
+    let mut next_compact = COMPACT_BASE;
     let mut active: Option<ActiveInit> = None;
     let mut indexes = Lru::new(opts.index_cache_entries);
     for &seg in &segs {
         let path = segment_path(&dir, seg);
+        if seg >= COMPACT_BASE {
+            next_compact = next_compact.max(seg + 1);
+            // A compaction output is complete only once its sidecar is
+            // durable, and authoritative only once its source is gone.
+            let drop_it = match load_summary(fs.as_ref(), &dir, seg) {
+                Ok(sum) => sum.source.is_some_and(|src| segs.contains(&src)),
+                Err(_) => !idxs.contains(&seg),
+            };
+            if drop_it {
+                tracing::warn!(seg, "removing unfinished compaction output");
+                fs.remove(&path)?;
+                let _ = fs.remove(&dir.join(sidecar_name(seg)));
+                continue;
+            }
+        }
         let file = fs.open_rw(&path)?;
         let flen = file.len()?;
         let summary = if idxs.contains(&seg) {
@@ -186,28 +205,37 @@ pub(crate) fn recover(
                 s
             }
         };
-        let mut kept = Vec::with_capacity(summary.shards.len());
         for (s, span) in summary.shards.iter().copied() {
             if let Some(sh) = st.shards.get_mut(&s) {
-                let end = data_end.entry(s).or_insert(0);
-                if span.first_pos < *end {
-                    tracing::error!(seg, shard = s, "overlapping span ignored");
-                    continue;
-                }
-                *end = span.end_pos;
-                sh.tip = sh.tip.max(span.end_pos);
-                sh.last_ts = Some(sh.last_ts.map_or(span.last_ts, |l| l.max(span.last_ts)));
                 Arc::make_mut(&mut sh.spans).push(span);
             }
-            kept.push((s, span));
         }
         st.sealed.insert(
             seg,
             SealedSeg {
                 len: summary.seg_len,
-                shards: kept,
+                shards: summary.shards,
             },
         );
+    }
+    // Spans by position (compaction outputs have ids out of position order);
+    // an overlap can only come from a damaged segment: keep the first.
+    for (id, sh) in st.shards.iter_mut() {
+        let spans = Arc::make_mut(&mut sh.spans);
+        spans.sort_by_key(|sp| (sp.first_pos, sp.seg));
+        let end = data_end.entry(*id).or_insert(0);
+        spans.retain(|sp| {
+            if sp.first_pos < *end {
+                tracing::error!(seg = sp.seg, shard = id, "overlapping span ignored");
+                return false;
+            }
+            *end = sp.end_pos;
+            true
+        });
+        if let Some(l) = spans.last() {
+            sh.tip = sh.tip.max(l.end_pos);
+            sh.last_ts = Some(sh.last_ts.map_or(l.last_ts, |t| t.max(l.last_ts)));
+        }
     }
     let active = match active {
         Some(mut a) => {
@@ -249,6 +277,8 @@ pub(crate) fn recover(
         meta: Mutex::new(meta_store),
         files: Mutex::new(Lru::new(opts.max_open_files.max(1))),
         indexes: Mutex::new(indexes),
+        next_compact: AtomicU64::new(next_compact),
+        maintenance: Mutex::new(()),
     });
     Ok((inner, active))
 }

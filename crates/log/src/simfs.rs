@@ -39,9 +39,63 @@ struct State {
     torn: bool,
     rng: u64,
     fsyncs: u64,
+    /// Crash automatically when this many more mutating operations start.
+    crash_countdown: Option<u64>,
 }
 
 impl State {
+    /// Counts a mutating operation; crashes (and fails it) when due.
+    fn mutate(&mut self) -> io::Result<()> {
+        if let Some(n) = self.crash_countdown {
+            if n == 0 {
+                self.crash_countdown = None;
+                self.crash();
+                return Err(crashed());
+            }
+            self.crash_countdown = Some(n - 1);
+        }
+        Ok(())
+    }
+
+    fn crash(&mut self) {
+        self.epoch += 1;
+        let durable: Vec<(PathBuf, Arc<Mutex<Inode>>)> = self
+            .durable_names
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut names = HashMap::new();
+        for (path, inode) in durable {
+            let ino = inode.lock().unwrap();
+            let mut content = ino.durable.clone();
+            let d = content.len();
+            if self.torn && ino.data.len() > d && ino.data[..d] == content[..] {
+                let extra = ino.data.len() - d;
+                let keep = (self.next_rand() % (extra as u64 + 1)) as usize;
+                let mut tail = ino.data[d..d + keep].to_vec();
+                if let Some((s, e)) = ino.stale {
+                    // Pages dropped by a failed fsync never reach the disk.
+                    for (i, b) in tail.iter_mut().enumerate() {
+                        if (s..e).contains(&(d + i)) {
+                            *b = 0;
+                        }
+                    }
+                }
+                content.extend_from_slice(&tail);
+            }
+            names.insert(
+                path,
+                Arc::new(Mutex::new(Inode {
+                    data: content.clone(),
+                    durable: content,
+                    stale: None,
+                })),
+            );
+        }
+        self.durable_names = names.clone();
+        self.names = names;
+    }
+
     fn next_rand(&mut self) -> u64 {
         // splitmix64
         self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -80,43 +134,28 @@ impl SimFs {
     /// contents survive; if torn writes are enabled, a random prefix of each
     /// file's unsynced appended tail survives too. Old handles go dead.
     pub fn crash(&self) {
-        let mut st = self.st.lock().unwrap();
-        st.epoch += 1;
-        let durable: Vec<(PathBuf, Arc<Mutex<Inode>>)> = st
-            .durable_names
+        self.st.lock().unwrap().crash();
+    }
+
+    /// Crashes automatically when the `n`-th mutating file operation from
+    /// now starts (that operation fails): a crash at an exact point.
+    pub fn crash_after_ops(&self, n: u64) {
+        self.st.lock().unwrap().crash_countdown = Some(n);
+    }
+
+    /// Whether a crash scheduled by [`SimFs::crash_after_ops`] is still pending.
+    pub fn crash_pending(&self) -> bool {
+        self.st.lock().unwrap().crash_countdown.is_some()
+    }
+
+    /// Total bytes of current files whose name ends with `suffix`.
+    pub fn bytes_with_suffix(&self, suffix: &str) -> u64 {
+        let st = self.st.lock().unwrap();
+        st.names
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let mut names = HashMap::new();
-        for (path, inode) in durable {
-            let ino = inode.lock().unwrap();
-            let mut content = ino.durable.clone();
-            let d = content.len();
-            if st.torn && ino.data.len() > d && ino.data[..d] == content[..] {
-                let extra = ino.data.len() - d;
-                let keep = (st.next_rand() % (extra as u64 + 1)) as usize;
-                let mut tail = ino.data[d..d + keep].to_vec();
-                if let Some((s, e)) = ino.stale {
-                    // Pages dropped by a failed fsync never reach the disk.
-                    for (i, b) in tail.iter_mut().enumerate() {
-                        if (s..e).contains(&(d + i)) {
-                            *b = 0;
-                        }
-                    }
-                }
-                content.extend_from_slice(&tail);
-            }
-            names.insert(
-                path,
-                Arc::new(Mutex::new(Inode {
-                    data: content.clone(),
-                    durable: content,
-                    stale: None,
-                })),
-            );
-        }
-        st.durable_names = names.clone();
-        st.names = names;
+            .filter(|(p, _)| p.to_string_lossy().ends_with(suffix))
+            .map(|(_, i)| i.lock().unwrap().data.len() as u64)
+            .sum()
     }
 
     /// A view for one engine instance: once a crash happens, every operation
@@ -134,6 +173,12 @@ impl SimFs {
         if self.mount.is_some_and(|m| m != st.epoch) {
             return Err(crashed());
         }
+        Ok(st)
+    }
+
+    fn lock_fs_mut(&self) -> io::Result<std::sync::MutexGuard<'_, State>> {
+        let mut st = self.lock_fs()?;
+        st.mutate()?;
         Ok(st)
     }
 
@@ -200,6 +245,11 @@ impl SimFile {
         }
         Ok(st)
     }
+    fn check_mut(&self) -> io::Result<std::sync::MutexGuard<'_, State>> {
+        let mut st = self.check()?;
+        st.mutate()?;
+        Ok(st)
+    }
 }
 
 impl FileHandle for SimFile {
@@ -216,7 +266,7 @@ impl FileHandle for SimFile {
     }
 
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        let st = self.check()?;
+        let st = self.check_mut()?;
         let mut ino = self.inode.lock().unwrap();
         let o = offset as usize;
         let (n, err) = if st.enospc {
@@ -250,7 +300,7 @@ impl FileHandle for SimFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        let mut st = self.check()?;
+        let mut st = self.check_mut()?;
         let mut ino = self.inode.lock().unwrap();
         if st.fail_fsyncs > 0 {
             st.fail_fsyncs -= 1;
@@ -273,7 +323,7 @@ impl FileHandle for SimFile {
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
-        let _st = self.check()?;
+        let _st = self.check_mut()?;
         let mut ino = self.inode.lock().unwrap();
         let l = len as usize;
         ino.data.resize(l, 0);
@@ -294,7 +344,7 @@ impl FileSystem for SimFs {
         Ok(())
     }
     fn open_rw(&self, path: &Path) -> io::Result<Arc<dyn FileHandle>> {
-        let mut st = self.lock_fs()?;
+        let mut st = self.lock_fs_mut()?;
         let inode = st.names.entry(path.to_path_buf()).or_default().clone();
         Ok(Arc::new(SimFile {
             st: self.st.clone(),
@@ -325,14 +375,14 @@ impl FileSystem for SimFs {
             .collect())
     }
     fn remove(&self, path: &Path) -> io::Result<()> {
-        let mut st = self.lock_fs()?;
+        let mut st = self.lock_fs_mut()?;
         st.names
             .remove(path)
             .map(|_| ())
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        let mut st = self.lock_fs()?;
+        let mut st = self.lock_fs_mut()?;
         let ino = st
             .names
             .remove(from)
@@ -341,7 +391,7 @@ impl FileSystem for SimFs {
         Ok(())
     }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        let mut st = self.lock_fs()?;
+        let mut st = self.lock_fs_mut()?;
         if st.fail_fsyncs > 0 {
             st.fail_fsyncs -= 1;
             return Err(io::Error::from_raw_os_error(libc::EIO));

@@ -175,8 +175,10 @@ fn run(seed: u64, ops: usize) {
                 }
             }
             model.retention.insert(g, ms);
-        } else if op < 91 {
+        } else if op < 89 {
             log.run_retention().unwrap();
+        } else if op < 91 {
+            log.run_compaction().unwrap();
         } else if op < 93 {
             let g = rng.gen_range(0..4);
             log.delete_group(g).unwrap();
