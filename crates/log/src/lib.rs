@@ -171,6 +171,9 @@ pub struct Options {
     pub index_cache_entries: usize,
     /// Bytes of appends queued for the writer before `append` waits.
     pub max_inflight_bytes: usize,
+    /// The active segment is sealed once it has held data this long, so
+    /// retention and compaction reach its data within minutes.
+    pub max_segment_age: Duration,
 }
 
 impl Default for Options {
@@ -178,10 +181,11 @@ impl Default for Options {
         Options {
             segment_bytes: 64 << 20,
             fs: None,
-            maintenance_interval: Duration::from_secs(10),
+            maintenance_interval: Duration::from_secs(30),
             max_open_files: 64,
             index_cache_entries: 4 << 20,
             max_inflight_bytes: 256 << 20,
+            max_segment_age: Duration::from_secs(300),
         }
     }
 }

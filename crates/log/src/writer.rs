@@ -63,6 +63,8 @@ pub(crate) struct Writer {
     buf: Vec<u8>,
     failed: Option<String>,
     last_sync: Instant,
+    /// When the active segment got its first data.
+    seg_started: Instant,
 }
 
 fn io_copy(e: &io::Error) -> LogError {
@@ -82,24 +84,38 @@ impl Writer {
             buf: Vec::new(),
             failed: None,
             last_sync: Instant::now(),
+            seg_started: Instant::now(),
         }
     }
 
     pub fn run(mut self) {
         loop {
-            let first = match self.inner.durability {
-                Durability::Interval(d) if self.synced < self.len => {
-                    let wait = d.saturating_sub(self.last_sync.elapsed());
-                    match self.rx.recv_timeout(wait) {
-                        Ok(r) => r,
-                        Err(RecvTimeoutError::Timeout) => {
-                            self.periodic_sync();
-                            continue;
-                        }
-                        Err(RecvTimeoutError::Disconnected) => break,
+            // Wake for a due interval fsync, or to seal a segment that has
+            // been open too long (so retention and compaction can reach its
+            // data within minutes even when traffic is low).
+            let mut deadline: Option<Instant> = None;
+            if let Durability::Interval(d) = self.inner.durability
+                && self.synced < self.len
+            {
+                deadline = Some(self.last_sync + d);
+            }
+            if self.len > 0 {
+                let age = self.seg_started + self.inner.opts.max_segment_age;
+                deadline = Some(deadline.map_or(age, |d| d.min(age)));
+            }
+            let first = match deadline {
+                Some(dl) => match self
+                    .rx
+                    .recv_timeout(dl.saturating_duration_since(Instant::now()))
+                {
+                    Ok(r) => r,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.on_timer();
+                        continue;
                     }
-                }
-                _ => match self.rx.recv() {
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+                None => match self.rx.recv() {
                     Ok(r) => r,
                     Err(_) => break,
                 },
@@ -144,6 +160,22 @@ impl Writer {
             }
         }
         let _ = self.final_sync();
+    }
+
+    fn on_timer(&mut self) {
+        if let Durability::Interval(d) = self.inner.durability
+            && self.synced < self.len
+            && self.last_sync.elapsed() >= d
+        {
+            self.periodic_sync();
+        }
+        if self.len > 0 && self.seg_started.elapsed() >= self.inner.opts.max_segment_age {
+            if let Err(e) = self.roll() {
+                tracing::warn!(error = %e, "sealing an aged segment failed; will retry");
+            }
+            // Retry later rather than spinning on a failing roll.
+            self.seg_started = Instant::now();
+        }
     }
 
     fn final_sync(&mut self) -> Result<(), LogError> {
@@ -280,6 +312,9 @@ impl Writer {
                 }
             }
             let base = self.len;
+            if base == 0 {
+                self.seg_started = Instant::now();
+            }
             let mut r = self.file.write_all_at(&self.buf, base);
             if r.is_ok() && self.inner.durability == Durability::Fsync {
                 r = self.file.sync_data();
@@ -395,6 +430,7 @@ impl Writer {
         self.len = 0;
         self.synced = 0;
         self.seg_refs.clear();
+        self.seg_started = Instant::now();
         Ok(())
     }
 }

@@ -142,3 +142,37 @@ fn crash_at_every_step_of_a_compaction_loses_nothing_live() {
     }
     assert!(step > 10, "only {step} crash points");
 }
+
+#[test]
+fn an_idle_active_segment_is_sealed_so_deleted_data_is_reclaimed_within_minutes() {
+    let rt = rt();
+    let sim = SimFs::new(3);
+    let clock = ManualClock::new(1);
+    let cfg = eddy_log::LogConfig {
+        dir: DIR.into(),
+        durability: Durability::Fsync,
+        clock,
+    };
+    let opts = eddy_log::Options {
+        max_segment_age: std::time::Duration::from_millis(100),
+        ..sim_options(&sim, 64 << 20)
+    };
+    let log = Log::open_with(cfg, opts).unwrap();
+    log.create_shard(1, 10).unwrap();
+    rt.block_on(log.append(one(1, (0..50).map(|q| record(1, q)).collect())))
+        .unwrap();
+    assert_eq!(log.segment_stats().0, 0);
+    log.delete_group(10).unwrap();
+    let t = std::time::Instant::now();
+    while log.segment_stats().0 == 0 {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "active segment never sealed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let before = sim.bytes_with_suffix(".seg");
+    assert!(before > 0);
+    assert_eq!(log.run_retention().unwrap(), 1);
+    assert_eq!(sim.bytes_with_suffix(".seg"), 0);
+}
