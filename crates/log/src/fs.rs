@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 /// An open file. All I/O is positional, so one handle can be shared by many
 /// readers without a seek cursor.
+#[allow(clippy::len_without_is_empty)]
 pub trait FileHandle: Send + Sync + 'static {
     /// Reads up to `buf.len()` bytes at `offset`; returns the count (0 at EOF).
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;

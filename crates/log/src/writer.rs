@@ -154,6 +154,10 @@ impl Writer {
                 self.periodic_sync();
             }
             if let Some(reply) = shutdown {
+                // Seal on a clean shutdown so the next start scans nothing.
+                if let Err(e) = self.roll() {
+                    tracing::warn!(error = %e, "sealing at shutdown failed");
+                }
                 let r = self.final_sync();
                 let _ = reply.send(r);
                 return;
@@ -306,10 +310,11 @@ impl Writer {
             }
         }
         if !self.buf.is_empty() {
-            if self.len > 0 && self.len + self.buf.len() as u64 > self.inner.opts.segment_bytes {
-                if let Err(e) = self.roll() {
-                    tracing::warn!(error = %e, "segment roll failed; continuing in current segment");
-                }
+            if self.len > 0
+                && self.len + self.buf.len() as u64 > self.inner.opts.segment_bytes
+                && let Err(e) = self.roll()
+            {
+                tracing::warn!(error = %e, "segment roll failed; continuing in current segment");
             }
             let base = self.len;
             if base == 0 {
