@@ -167,7 +167,7 @@ pub struct Options {
     pub maintenance_interval: Duration,
     /// Open segment files kept for reads (LRU).
     pub max_open_files: usize,
-    /// Sealed-segment index entries kept in memory (LRU, 32 B each).
+    /// Sealed-segment index entries kept in memory (LRU, ~40 B each).
     pub index_cache_entries: usize,
     /// Bytes of appends queued for the writer before `append` waits.
     pub max_inflight_bytes: usize,
@@ -183,7 +183,7 @@ impl Default for Options {
             fs: None,
             maintenance_interval: Duration::from_secs(30),
             max_open_files: 64,
-            index_cache_entries: 4 << 20,
+            index_cache_entries: 1 << 20,
             max_inflight_bytes: 256 << 20,
             max_segment_age: Duration::from_secs(300),
         }
