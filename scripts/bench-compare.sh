@@ -171,6 +171,7 @@ for round in $(seq 1 "$RUNS"); do
         sleep 1
         rss="$(rss_kb "$pid")"
         log "$name ready in ${ready_ms} ms, idle RSS ${rss} kB; running eddy bench"
+        load="$(cut -d' ' -f1 /proc/loadavg)"
         status=ok
         if ! "$EDDY" bench --endpoint "http://127.0.0.1:$port" --json "${COMMON_ARGS[@]}" "${EXTRA_ARGS[@]}" \
             >"$OUT_DIR/$name-$round.json" 2>"$OUT_DIR/$name-$round.bench.log"; then
@@ -179,8 +180,8 @@ for round in $(seq 1 "$RUNS"); do
         fi
         stop_server "$pid"
         rm -rf "$data"
-        printf '{"server":"%s","round":%d,"ready_ms":%s,"idle_rss_kb":%s,"status":"%s"}\n' \
-            "$name" "$round" "$ready_ms" "$rss" "$status" >>"$OUT_DIR/startup.jsonl"
+        printf '{"server":"%s","round":%d,"ready_ms":%s,"idle_rss_kb":%s,"load1":%s,"status":"%s"}\n' \
+            "$name" "$round" "$ready_ms" "$rss" "$load" "$status" >>"$OUT_DIR/startup.jsonl"
     done
 done
 
@@ -262,6 +263,8 @@ for name in servers:
         if v and (v["missing"] or v["sent"] < v["planned"]):
             notes.append(f"{name} round {s['round']}: put-to-visible sent {v['sent']} of {v['planned']}, "
                          f"{v['missing']} never seen")
+loads = ", ".join(f"{s['server']} r{s['round']}: {s['load1']}" for s in starts)
+notes.append(f"1-minute load average when each bench started (other work on the machine shows here): {loads}")
 if notes:
     print()
     for n in notes:
