@@ -109,24 +109,35 @@ fn main() {
         .unwrap_or(3u64);
     let dur = Duration::from_secs(secs);
     let mut rows: Vec<(String, String, String)> = Vec::new();
+    // EDDY_BENCH_ONLY=1,3 runs only those sections (disk = 0).
+    let only: Option<Vec<u32>> = std::env::var("EDDY_BENCH_ONLY")
+        .ok()
+        .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect());
+    let run = |n: u32| only.as_ref().is_none_or(|o| o.contains(&n));
+    let mut disk64 = f64::NAN;
 
     // Disk baselines.
-    let disk64 = disk_baseline(64 << 10, 128 << 20);
-    rows.push((
-        "disk: 64 KiB write+fdatasync".into(),
-        format!("{:.0} MB/s", disk64 / 1e6),
-        "baseline".into(),
-    ));
-    let disk1m = disk_baseline(1 << 20, 256 << 20);
-    rows.push((
-        "disk: 1 MiB write+fdatasync".into(),
-        format!("{:.0} MB/s", disk1m / 1e6),
-        "baseline".into(),
-    ));
+    if run(0) {
+        disk64 = disk_baseline(64 << 10, 128 << 20);
+        rows.push((
+            "disk: 64 KiB write+fdatasync".into(),
+            format!("{:.0} MB/s", disk64 / 1e6),
+            "baseline".into(),
+        ));
+        let disk1m = disk_baseline(1 << 20, 256 << 20);
+        rows.push((
+            "disk: 1 MiB write+fdatasync".into(),
+            format!("{:.0} MB/s", disk1m / 1e6),
+            "baseline".into(),
+        ));
+    }
 
     // (1) 100-byte records, 8 writers, 500 records per append over 5 shards;
     // under Fsync (the target) and, for the CPU ceiling, without fsync.
     for d in [Durability::Fsync, Durability::None] {
+        if !run(1) {
+            break;
+        }
         let dir = bench_dir();
         let log = open(dir.path(), d);
         for s in 0..40 {
@@ -166,6 +177,9 @@ fn main() {
 
     // (2) 64 KiB batches under Fsync: 1 writer (like the baseline) and 8 writers.
     for writers in [1usize, 8] {
+        if !run(2) {
+            break;
+        }
         let dir = bench_dir();
         let log = open(dir.path(), Durability::Fsync);
         for s in 0..8 {
@@ -200,7 +214,7 @@ fn main() {
     }
 
     // (3) Sequential read of one shard (page cache) and (4) seeks.
-    {
+    if run(3) {
         let dir = bench_dir();
         let log = open(dir.path(), Durability::None);
         log.create_shard(1, 1).unwrap();
