@@ -1,0 +1,251 @@
+//! The public handle: [`Producer::send`] validates a record, waits for room
+//! under the outstanding-records/bytes bounds (or fails fast), hands it to
+//! the dispatcher task and returns a [`PendingRecord`]. [`Producer::flush`]
+//! and [`Producer::shutdown`] wait for everything outstanding.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::client::KinesisApi;
+use crate::config::{ProducerConfig, limits};
+use crate::dispatcher::{Command, Dispatcher, UserRec};
+use crate::error::{PutError, SendError};
+
+/// Where a record was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutResult {
+    pub shard_id: Arc<str>,
+    pub sequence_number: Arc<str>,
+    /// Index within the aggregate, for an aggregated record.
+    pub sub_sequence_number: Option<u64>,
+    /// PutRecords calls this record took part in.
+    pub attempts: u32,
+}
+
+/// The future result of one `send`.
+#[must_use = "a PendingRecord resolves to the record's fate"]
+pub struct PendingRecord {
+    rx: oneshot::Receiver<Result<PutResult, PutError>>,
+}
+
+impl Future for PendingRecord {
+    type Output = Result<PutResult, PutError>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(PutError::Shutdown)))
+    }
+}
+
+/// Counters for progress displays (the `metrics` facade carries the same
+/// for exporters).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub outstanding: AtomicU64,
+    pub user_records_put: AtomicU64,
+    pub user_bytes_put: AtomicU64,
+    pub kinesis_records_put: AtomicU64,
+    pub requests: AtomicU64,
+    pub retries: AtomicU64,
+    pub throttles: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+/// A snapshot of the producer's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub outstanding: u64,
+    pub user_records_put: u64,
+    pub user_bytes_put: u64,
+    pub kinesis_records_put: u64,
+    pub requests: u64,
+    pub retries: u64,
+    pub throttles: u64,
+    pub failed: u64,
+}
+
+struct Inner {
+    tx: mpsc::Sender<Command>,
+    records: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
+    config: ProducerConfig,
+    closed: AtomicBool,
+    counters: Arc<Counters>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A producer; cheap to clone, all clones share one dispatcher.
+#[derive(Clone)]
+pub struct Producer {
+    inner: Arc<Inner>,
+}
+
+/// Capacity of the channel from `send` to the dispatcher; records beyond it
+/// wait in `send` (the outstanding bounds hold in any case).
+const COMMAND_CHANNEL: usize = 16 * 1024;
+
+impl Producer {
+    /// Starts a producer on the current tokio runtime.
+    pub fn new(client: impl KinesisApi, config: ProducerConfig) -> Producer {
+        let config = config.normalized();
+        let (tx, rx) = mpsc::channel(COMMAND_CHANNEL);
+        let counters = Arc::new(Counters::default());
+        let dispatcher = Dispatcher::new(Arc::new(client), config.clone(), counters.clone());
+        let task = tokio::spawn(dispatcher.run(rx));
+        Producer {
+            inner: Arc::new(Inner {
+                tx,
+                records: Arc::new(Semaphore::new(config.max_outstanding_records)),
+                bytes: Arc::new(Semaphore::new(config.max_outstanding_bytes)),
+                config,
+                closed: AtomicBool::new(false),
+                counters,
+                task: Mutex::new(Some(task)),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &ProducerConfig {
+        &self.inner.config
+    }
+
+    /// Sends a record routed by the MD5 of its partition key.
+    pub async fn send(
+        &self,
+        stream: &str,
+        partition_key: &str,
+        data: Bytes,
+    ) -> Result<PendingRecord, SendError> {
+        self.send_with_hash_key(stream, partition_key, None, data)
+            .await
+    }
+
+    /// Sends a record; an explicit hash key (decimal, < 2^128) overrides the
+    /// partition key's hash for routing.
+    pub async fn send_with_hash_key(
+        &self,
+        stream: &str,
+        partition_key: &str,
+        explicit_hash_key: Option<&str>,
+        data: Bytes,
+    ) -> Result<PendingRecord, SendError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(SendError::Closed);
+        }
+        let chars = partition_key.chars().count();
+        if chars == 0 || chars > limits::MAX_PARTITION_KEY_CHARS {
+            return Err(SendError::PartitionKey(chars));
+        }
+        let hash = match explicit_hash_key {
+            Some(ehk) => ehk
+                .parse::<u128>()
+                .ok()
+                .filter(|_| ehk.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or_else(|| SendError::ExplicitHashKey(ehk.to_string()))?,
+            None => crate::hash_key(partition_key),
+        };
+        let size = data.len() + partition_key.len();
+        if size > limits::MAX_RECORD_BYTES {
+            return Err(SendError::TooLarge(size));
+        }
+        let inner = &*self.inner;
+        let (records, bytes) = if inner.config.fail_fast {
+            let r = inner
+                .records
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| SendError::Full)?;
+            let b = inner
+                .bytes
+                .clone()
+                .try_acquire_many_owned(size as u32)
+                .map_err(|_| SendError::Full)?;
+            (r, b)
+        } else {
+            let r = inner
+                .records
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| SendError::Closed)?;
+            let b = inner
+                .bytes
+                .clone()
+                .acquire_many_owned(size as u32)
+                .await
+                .map_err(|_| SendError::Closed)?;
+            (r, b)
+        };
+        let now = Instant::now();
+        let (reply, rx) = oneshot::channel();
+        let rec = UserRec {
+            stream: Arc::from(stream),
+            partition_key: partition_key.to_string(),
+            explicit_hash_key: explicit_hash_key.map(str::to_string),
+            hash,
+            data,
+            arrived: now,
+            deadline: now + inner.config.record_ttl,
+            not_before: now,
+            attempts: 0,
+            last_error: None,
+            reply,
+            _permits: (records, bytes),
+        };
+        inner.counters.outstanding.fetch_add(1, Ordering::AcqRel);
+        if inner.tx.send(Command::Record(rec)).await.is_err() {
+            inner.counters.outstanding.fetch_sub(1, Ordering::AcqRel);
+            return Err(SendError::Closed);
+        }
+        Ok(PendingRecord { rx })
+    }
+
+    /// Sends everything buffered now and waits until no record is
+    /// outstanding (records sent meanwhile extend the wait, as the KPL's
+    /// flushSync does).
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.inner.tx.send(Command::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Refuses new records, waits for every outstanding one to complete
+    /// (each within its TTL), and stops the dispatcher.
+    pub async fn shutdown(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+        let _ = self.inner.tx.send(Command::Shutdown).await;
+        let task = self.inner.task.lock().await.take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+
+    /// Records accepted and not yet completed.
+    pub fn outstanding(&self) -> u64 {
+        self.inner.counters.outstanding.load(Ordering::Acquire)
+    }
+
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.counters;
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Stats {
+            outstanding: l(&c.outstanding),
+            user_records_put: l(&c.user_records_put),
+            user_bytes_put: l(&c.user_bytes_put),
+            kinesis_records_put: l(&c.kinesis_records_put),
+            requests: l(&c.requests),
+            retries: l(&c.retries),
+            throttles: l(&c.throttles),
+            failed: l(&c.failed),
+        }
+    }
+}
