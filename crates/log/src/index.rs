@@ -341,6 +341,8 @@ mod tests {
             let b = encode_sidecar(seg, len, NO_SOURCE, &entries);
             let (sum, idx) = decode_full(&b).unwrap();
             prop_assert_eq!(sum.clone(), decode_summary(&b[..summary_bytes(shards.len())]).unwrap());
+            prop_assert_eq!(sum.source, None);
+            prop_assert_eq!(decode_summary(&encode_sidecar(seg, len, 5, &entries)).unwrap().source, Some(5));
             prop_assert_eq!(sum.seg_len, len);
             for (s, _) in &shards {
                 let want: Vec<FrameRef> = entries.iter().filter(|(x, _)| x == s).map(|(_, r)| *r).collect();

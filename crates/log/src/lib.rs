@@ -483,3 +483,21 @@ impl Log {
         res
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_handle_is_clone_send_sync_and_append_future_is_send() {
+        fn clone_send_sync<T: Clone + Send + Sync + 'static>() {}
+        clone_send_sync::<Log>();
+        fn send<T: Send>(_: &T) {}
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(LogConfig::new(dir.path())).unwrap();
+        let fut = log.append(Vec::new());
+        send(&fut);
+        let waiter = log.wait_for(0, 0, Duration::from_millis(1));
+        send(&waiter);
+    }
+}
