@@ -14,6 +14,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use eddy_streams::Streams;
 use eddy_wire::{ErrorResponse, Protocol, RequestHead, Service};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use eddy_streams::subscribe::Push;
+use eddy_wire::eventstream;
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
@@ -22,6 +28,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 
 /// Largest request body accepted: a 10 MiB record in base64 is ~13.4 MiB.
 pub const MAX_BODY_BYTES: usize = 20 * 1024 * 1024;
@@ -56,19 +63,30 @@ fn request_id() -> String {
     )
 }
 
-fn respond(status: u16, content_type: &'static str, body: Vec<u8>) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+/// Response bodies: whole (most operations) or streamed (event streams).
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+fn respond(status: u16, content_type: &'static str, body: Vec<u8>) -> Response<Body> {
+    with_body(
+        status,
+        content_type,
+        Full::new(Bytes::from(body)).boxed_unsync(),
+    )
+}
+
+fn with_body(status: u16, content_type: &'static str, body: Body) -> Response<Body> {
+    let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
 }
 
-fn error_response(e: ErrorResponse) -> Response<Full<Bytes>> {
+fn error_response(e: ErrorResponse) -> Response<Body> {
     respond(e.status, e.content_type, e.body)
 }
 
-fn aws_error(err: eddy_wire::AwsError, protocol: Protocol) -> Response<Full<Bytes>> {
+fn aws_error(err: eddy_wire::AwsError, protocol: Protocol) -> Response<Body> {
     let status = err.status;
     respond(
         status,
@@ -77,8 +95,67 @@ fn aws_error(err: eddy_wire::AwsError, protocol: Protocol) -> Response<Full<Byte
     )
 }
 
+/// A body fed frame by frame from a bounded channel (event streams). Over
+/// HTTP/1.1 it goes out chunked, over HTTP/2 as DATA frames.
+struct ChannelBody(mpsc::Receiver<Bytes>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|f| f.map(|b| Ok(http_body::Frame::data(b))))
+    }
+}
+
+/// Answers SubscribeToShard with an event stream: the initial response,
+/// then one frame per event the subscription pushes.
+async fn subscribe(app: &App, input: &eddy_wire::Value, protocol: Protocol) -> Response<Body> {
+    let mut pushes = match app.streams.subscribe(input).await {
+        Ok(rx) => rx,
+        Err(e) => return aws_error(e.to_aws(), protocol),
+    };
+    let service = app.kinesis;
+    let shape = service
+        .shape_id("SubscribeToShardEvent")
+        .expect("the Kinesis model defines SubscribeToShardEvent");
+    let (frames, rx) = mpsc::channel::<Bytes>(2);
+    tokio::spawn(async move {
+        if frames
+            .send(eventstream::initial_response(protocol))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        while let Some(push) = pushes.recv().await {
+            let frame = match push {
+                Push::Event(v) => eventstream::event(
+                    "SubscribeToShardEvent",
+                    protocol,
+                    service.encode_shape(shape, protocol, &v),
+                ),
+                Push::Error(e) => eventstream::exception(&e.to_aws(), protocol),
+            };
+            if frames.send(frame).await.is_err() {
+                return; // client gone: dropping `pushes` ends the subscription
+            }
+        }
+    });
+    with_body(
+        200,
+        eventstream::CONTENT_TYPE,
+        ChannelBody(rx).boxed_unsync(),
+    )
+}
+
 /// Handles one HTTP request end to end.
-pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(b) => b.to_bytes(),
@@ -103,17 +180,11 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Byte
         body_is_empty: body.is_empty(),
     };
     let service = app.kinesis;
-    let (op, protocol) = match service.front_door(&head) {
+    // Front door, decoding and validation, in AWS's order.
+    let (op, protocol, input) = match service.accept(&head, &body) {
         Ok(x) => x,
         Err(e) => return error_response(e),
     };
-    let input = match service.decode(op, protocol, &body) {
-        Ok(v) => v,
-        Err(e) => return aws_error(e, protocol),
-    };
-    if let Err(e) = service.validate(op, &input) {
-        return aws_error(e, protocol);
-    }
     if !eddy_streams::OPERATIONS.contains(&op.name.as_str()) {
         // In the model but not served yet (e.g. queues): say so plainly.
         return aws_error(
@@ -123,6 +194,9 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Byte
             ),
             protocol,
         );
+    }
+    if op.name == "SubscribeToShard" {
+        return subscribe(&app, &input, protocol).await;
     }
     match app.streams.handle(&op.name, &input).await {
         Ok(output) => respond(
@@ -195,6 +269,8 @@ impl Server {
             }
         }
         drop(self.listener);
+        // Event streams would otherwise hold their connections open.
+        self.app.streams.end_all_subscriptions();
         tokio::select! {
             _ = graceful.shutdown() => {}
             _ = tokio::time::sleep(SHUTDOWN_GRACE) => {

@@ -58,6 +58,13 @@ const HANDLERS: &[(&str, Handler)] = &[
     ("PutResourcePolicy", Streams::put_resource_policy),
     ("GetResourcePolicy", Streams::get_resource_policy),
     ("DeleteResourcePolicy", Streams::delete_resource_policy),
+    ("RegisterStreamConsumer", Streams::register_stream_consumer),
+    ("DescribeStreamConsumer", Streams::describe_stream_consumer),
+    (
+        "DeregisterStreamConsumer",
+        Streams::deregister_stream_consumer,
+    ),
+    ("ListStreamConsumers", Streams::list_stream_consumers),
 ];
 
 const ALL_METRICS: [&str; 7] = [
@@ -103,7 +110,7 @@ fn tags_list(tags: &BTreeMap<String, String>) -> Vec<Value> {
 pub(crate) fn shard_value(stream: &Stream, s: &Shard) -> Value {
     let mut range = Value::map().with(
         "StartingSequenceNumber",
-        seqnum::encode(stream.tag, s.index, 0),
+        seqnum::encode_point(stream.tag, s.index, 0),
     );
     if s.ending_position.is_some() {
         range.set(
@@ -304,6 +311,7 @@ impl Streams {
             distribution_strategy: input.str("RecordDistributionStrategy").map(str::to_string),
             policy: None,
             scalings_ms: Vec::new(),
+            consumers: BTreeMap::new(),
         };
         m.streams.insert(name.clone(), stream);
         self.begin_transition(&mut m, &name, Status::Creating)?;
@@ -317,7 +325,22 @@ impl Streams {
         if effective_status(s) == Status::Deleting {
             return Err(self.not_found(&name));
         }
+        if Self::consumer_count(s) > 0 && input.bool("EnforceConsumerDeletion") != Some(true) {
+            return Err(StreamsError::ResourceInUse(format!(
+                "Stream {name} under account {} has registered consumers. Deregister them first or set EnforceConsumerDeletion.",
+                self.account()
+            )));
+        }
+        let arns: Vec<String> = s
+            .consumers
+            .values()
+            .map(|c| self.consumer_arn(&name, c))
+            .collect();
         self.begin_transition(&mut m, &name, Status::Deleting)?;
+        drop(m);
+        for arn in arns {
+            self.end_subscriptions_of(&arn);
+        }
         Ok(Value::Null)
     }
 
@@ -386,7 +409,7 @@ impl Streams {
         let mut d = self
             .summary_fields(s)
             .with("OpenShardCount", s.open_shards().count())
-            .with("ConsumerCount", 0i64)
+            .with("ConsumerCount", Self::consumer_count(s))
             .with("MaxRecordSizeInKiB", s.max_record_kib);
         if let Some(w) = s.warm_throughput_mibps {
             d.set(
@@ -442,14 +465,14 @@ impl Streams {
     }
 
     /// A pagination token: `what`, a cursor, and the issue time, signed.
-    fn page_token(&self, what: &str, cursor: &str) -> String {
+    pub(crate) fn page_token(&self, what: &str, cursor: &str) -> String {
         let payload = format!("{what}\n{}\n{cursor}", now_ms());
         self.inner.signer.seal(payload.as_bytes())
     }
 
     /// Opens a pagination token issued by `page_token(what, ..)`: the cursor
     /// and the issue time. Tokens last 300 seconds.
-    fn open_page_token(&self, token: &str, what: &str) -> Result<(String, i64)> {
+    pub(crate) fn open_page_token(&self, token: &str, what: &str) -> Result<(String, i64)> {
         let invalid = || StreamsError::InvalidArgument(format!("Invalid NextToken: {token}"));
         let raw = self.inner.signer.open(token).ok_or_else(invalid)?;
         let text = String::from_utf8(raw).map_err(|_| invalid())?;
@@ -675,24 +698,69 @@ impl Streams {
         self.name_from_arn(arn)
     }
 
-    fn tag_resource(&self, input: &Value) -> Result<Value> {
+    /// Runs `f` on the tags of the stream or consumer a ResourceARN names.
+    fn with_resource_tags<T>(
+        &self,
+        input: &Value,
+        write: bool,
+        f: impl FnOnce(&mut BTreeMap<String, String>) -> Result<T>,
+    ) -> Result<T> {
+        let arn = input.str("ResourceARN").unwrap_or_default();
+        if arn.contains("/consumer/") {
+            let mut m = self.write();
+            let (stream, c) = self.consumer_of(&m, &Value::map().with("ConsumerARN", arn))?;
+            let consumer = m
+                .streams
+                .get_mut(&stream)
+                .and_then(|s| s.consumers.get_mut(&c.name))
+                .expect("found above");
+            let out = f(&mut consumer.tags)?;
+            if write {
+                self.persist(&m)?;
+            }
+            return Ok(out);
+        }
         let name = self.resource_stream(input)?;
+        if !write {
+            let m = self.read();
+            let mut tags = self.existing(&m, &name)?.tags.clone();
+            return f(&mut tags);
+        }
+        let mut out = None;
+        self.modify_active(&Value::map().with("StreamName", name), |s| {
+            out = Some(f(&mut s.tags)?);
+            Ok(())
+        })?;
+        Ok(out.expect("set by the closure"))
+    }
+
+    fn tag_resource(&self, input: &Value) -> Result<Value> {
         let tags = input
             .get("Tags")
             .and_then(Value::as_map)
             .unwrap_or_default();
-        self.modify_active(&Value::map().with("StreamName", name), |s| {
-            self.add_tags(s, tags)
+        self.with_resource_tags(input, true, |t| {
+            let mut merged = t.clone();
+            for (k, v) in tags {
+                merged.insert(k.clone(), v.as_str().unwrap_or_default().to_string());
+            }
+            if merged.len() > MAX_TAGS {
+                return Err(StreamsError::LimitExceeded(format!(
+                    "Failed to tag resource {} because a resource cannot have more than {MAX_TAGS} tags.",
+                    input.str("ResourceARN").unwrap_or_default()
+                )));
+            }
+            *t = merged;
+            Ok(())
         })?;
         Ok(Value::Null)
     }
 
     fn untag_resource(&self, input: &Value) -> Result<Value> {
-        let name = self.resource_stream(input)?;
         let keys = input.list("TagKeys").unwrap_or_default();
-        self.modify_active(&Value::map().with("StreamName", name), |s| {
+        self.with_resource_tags(input, true, |t| {
             for k in keys {
-                s.tags.remove(k.as_str().unwrap_or_default());
+                t.remove(k.as_str().unwrap_or_default());
             }
             Ok(())
         })?;
@@ -700,10 +768,8 @@ impl Streams {
     }
 
     fn list_tags_for_resource(&self, input: &Value) -> Result<Value> {
-        let name = self.resource_stream(input)?;
-        let m = self.read();
-        let s = self.existing(&m, &name)?;
-        Ok(Value::map().with("Tags", tags_list(&s.tags)))
+        let tags = self.with_resource_tags(input, false, |t| Ok(tags_list(t)))?;
+        Ok(Value::map().with("Tags", tags))
     }
 
     fn set_metrics(&self, input: &Value, enable: bool) -> Result<Value> {

@@ -248,14 +248,20 @@ impl Streams {
             ))
     }
 
-    pub(crate) fn get_shard_iterator(&self, input: &Value) -> Result<Value> {
-        let name = self.stream_name(input)?;
-        let shard_arg = input.str("ShardId").unwrap_or_default();
-        let kind = input.str("ShardIteratorType").unwrap_or_default();
-        let starting = input.str("StartingSequenceNumber");
+    /// Where an iterator (or a subscription) of `kind` starts in a shard:
+    /// (stream tag, shard, position), with AWS's errors for bad arguments.
+    pub(crate) fn start_position(
+        &self,
+        name: &str,
+        shard_arg: &str,
+        kind: &str,
+        starting: Option<&str>,
+        timestamp: Option<i64>,
+        caller: &str,
+    ) -> Result<(u64, Shard, u64)> {
         let (tag, shard) = {
             let m = self.read();
-            let stream = self.readable(&m, &name)?;
+            let stream = self.readable(&m, name)?;
             let shard = parse_shard_id(shard_arg)
                 .and_then(|i| stream.shard(i))
                 .cloned()
@@ -287,7 +293,7 @@ impl Streams {
             "TRIM_HORIZON" => bounds.trim_horizon,
             "LATEST" => bounds.tip.min(end),
             "AT_TIMESTAMP" => {
-                let Some(ts) = input.timestamp("Timestamp") else {
+                let Some(ts) = timestamp else {
                     return Err(StreamsError::InvalidArgument(
                         "Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.".into(),
                     ));
@@ -304,13 +310,13 @@ impl Streams {
                 let seq = starting.unwrap_or_default();
                 let decoded = seqnum::decode(seq).ok_or_else(|| {
                     StreamsError::InvalidArgument(format!(
-                        "StartingSequenceNumber {seq} used in GetShardIterator on shard {shard_arg} in stream {name} under account {} is invalid.",
+                        "StartingSequenceNumber {seq} used in {caller} on shard {shard_arg} in stream {name} under account {} is invalid.",
                         self.account()
                     ))
                 })?;
                 if decoded.stream_tag != tag {
                     return Err(StreamsError::InvalidArgument(format!(
-                        "StartingSequenceNumber {seq} used in GetShardIterator on shard {} in stream {name} under account {} is invalid because it did not come from this stream.",
+                        "StartingSequenceNumber {seq} used in {caller} on shard {} in stream {name} under account {} is invalid because it did not come from this stream.",
                         shard.id(),
                         self.account()
                     )));
@@ -322,17 +328,31 @@ impl Streams {
                         shard.id()
                     )));
                 }
-                match (decoded.position, kind == "AFTER_SEQUENCE_NUMBER") {
+                match (decoded.point, kind == "AFTER_SEQUENCE_NUMBER") {
                     (None, true) => {
                         return Err(StreamsError::InvalidArgument(
                             "Invalid SequenceNumber for ShardIteratorType AFTER_SEQUENCE_NUMBER, SequenceNumber has reached max possible value for the shard.".into(),
                         ));
                     }
                     (None, false) => end,
-                    (Some(p), after) => p + u64::from(after),
+                    (Some(point), true) => point,
+                    (Some(point), false) => seqnum::SeqNo::at(point),
                 }
             }
         };
+        Ok((tag, shard, position))
+    }
+
+    pub(crate) fn get_shard_iterator(&self, input: &Value) -> Result<Value> {
+        let name = self.stream_name(input)?;
+        let (tag, shard, position) = self.start_position(
+            &name,
+            input.str("ShardId").unwrap_or_default(),
+            input.str("ShardIteratorType").unwrap_or_default(),
+            input.str("StartingSequenceNumber"),
+            input.timestamp("Timestamp"),
+            "GetShardIterator",
+        )?;
         dry_run(input)?;
         let token = IteratorToken {
             issued_ms: now_ms(),

@@ -12,6 +12,7 @@
 //! the metadata, persist it (atomically, fsynced) and release it.
 
 mod autoscale;
+mod consumers;
 mod control;
 mod data;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod limits;
 pub mod meta;
 mod reshard;
 pub mod seqnum;
+pub mod subscribe;
 pub mod token;
 
 use std::path::PathBuf;
@@ -80,6 +82,10 @@ struct Inner {
     store: MetaStore,
     signer: Signer,
     limiter: limits::Limiter,
+    subscriptions: std::sync::Mutex<subscribe::Registry>,
+    /// Bumped on every metadata change, so subscriptions notice a shard
+    /// closing (or a stream going away) at once.
+    changes: tokio::sync::watch::Sender<u64>,
     /// Per-stream gates: puts hold the read side across routing and append,
     /// reshards the write side (see `reshard.rs`).
     gates: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::RwLock<()>>>>,
@@ -99,9 +105,11 @@ pub const OPERATIONS: &[&str] = &[
     "DecreaseStreamRetentionPeriod",
     "DeleteResourcePolicy",
     "DeleteStream",
+    "DeregisterStreamConsumer",
     "DescribeAccountSettings",
     "DescribeLimits",
     "DescribeStream",
+    "DescribeStreamConsumer",
     "DescribeStreamSummary",
     "DisableEnhancedMonitoring",
     "EnableEnhancedMonitoring",
@@ -110,6 +118,7 @@ pub const OPERATIONS: &[&str] = &[
     "GetShardIterator",
     "IncreaseStreamRetentionPeriod",
     "ListShards",
+    "ListStreamConsumers",
     "ListStreams",
     "ListTagsForResource",
     "ListTagsForStream",
@@ -117,10 +126,12 @@ pub const OPERATIONS: &[&str] = &[
     "PutRecord",
     "PutRecords",
     "PutResourcePolicy",
+    "RegisterStreamConsumer",
     "RemoveTagsFromStream",
     "SplitShard",
     "StartStreamEncryption",
     "StopStreamEncryption",
+    "SubscribeToShard",
     "TagResource",
     "UntagResource",
     "UpdateAccountSettings",
@@ -156,6 +167,8 @@ impl Streams {
                 signer,
                 gates: Default::default(),
                 limiter: limits::Limiter::new(cfg_limits),
+                subscriptions: Default::default(),
+                changes: tokio::sync::watch::Sender::new(0),
             }),
         };
         streams.recover()?;
@@ -257,6 +270,7 @@ impl Streams {
 
     /// Persists the metadata; called with the write lock held after a change.
     pub(crate) fn persist(&self, meta: &Meta) -> Result<()> {
+        self.inner.changes.send_modify(|v| *v += 1);
         self.inner.store.save(meta).map_err(|e| {
             tracing::error!(error = %e, "persisting stream metadata");
             StreamsError::Internal(format!("Internal service failure: {e}"))

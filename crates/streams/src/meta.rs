@@ -97,6 +97,9 @@ pub struct Stream {
     /// When UpdateShardCount ran (ms), for the per-day scaling limit.
     #[serde(default)]
     pub scalings_ms: Vec<i64>,
+    /// Enhanced fan-out consumers by name.
+    #[serde(default)]
+    pub consumers: BTreeMap<String, crate::consumers::Consumer>,
 }
 
 impl Stream {

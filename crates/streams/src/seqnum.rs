@@ -2,7 +2,12 @@
 //! record lives, so AT_SEQUENCE_NUMBER seeks without scanning.
 //!
 //! Layout (decimal digits): `49` | stream tag (14) | shard index (10) |
-//! position (20) | `0000000000` (10, reserved). Within a shard the number
+//! point (20) | `0000000000` (10, reserved). The point counts the records of
+//! the shard up to and including the one named: record at position `p` has
+//! point `p + 1`, and point 0 is "before the first record" (the shard's
+//! StartingSequenceNumber). So AFTER_SEQUENCE_NUMBER of any number, including
+//! a ContinuationSequenceNumber before anything was delivered, is simply
+//! position = point. Within a shard the number
 //! grows with the position, so numeric order is append order, and the stream
 //! tag (random per stream incarnation) tells a number from another stream
 //! (or from a deleted stream of the same name) apart. A closed shard's
@@ -16,13 +21,27 @@ const ENDING_POSITION_DIGITS: &str = "99999999999999999999";
 pub struct SeqNo {
     pub stream_tag: u64,
     pub shard_index: u32,
-    /// `None` is the "end of a closed shard" marker.
-    pub position: Option<u64>,
+    /// Records up to and including this one (see the module docs); `None`
+    /// is the "end of a closed shard" marker.
+    pub point: Option<u64>,
 }
 
+impl SeqNo {
+    /// Position an AT_SEQUENCE_NUMBER iterator starts from.
+    pub fn at(point: u64) -> u64 {
+        point.saturating_sub(1)
+    }
+}
+
+/// The sequence number of the record at `position`.
 pub fn encode(stream_tag: u64, shard_index: u32, position: u64) -> String {
+    encode_point(stream_tag, shard_index, position + 1)
+}
+
+/// The sequence number of a point: records before `point` are behind it.
+pub fn encode_point(stream_tag: u64, shard_index: u32, point: u64) -> String {
     debug_assert!(stream_tag < TAG_LIMIT);
-    format!("49{stream_tag:014}{shard_index:010}{position:020}0000000000")
+    format!("49{stream_tag:014}{shard_index:010}{point:020}0000000000")
 }
 
 pub fn encode_ending(stream_tag: u64, shard_index: u32) -> String {
@@ -41,7 +60,7 @@ pub fn decode(s: &str) -> Option<SeqNo> {
     let stream_tag: u64 = s[2..16].parse().ok()?;
     let shard_index: u32 = s[16..26].parse().ok()?;
     let pos = &s[26..46];
-    let position = if pos == ENDING_POSITION_DIGITS {
+    let point = if pos == ENDING_POSITION_DIGITS {
         None
     } else {
         Some(pos.parse::<u64>().ok()?)
@@ -49,7 +68,7 @@ pub fn decode(s: &str) -> Option<SeqNo> {
     Some(SeqNo {
         stream_tag,
         shard_index,
-        position,
+        point,
     })
 }
 
@@ -68,16 +87,22 @@ mod tests {
             Some(SeqNo {
                 stream_tag: 12345,
                 shard_index: 7,
-                position: Some(9)
+                point: Some(10)
             })
         );
         let end = encode_ending(12345, 7);
         assert!(b < end);
-        assert_eq!(decode(&end).unwrap().position, None);
+        assert_eq!(decode(&end).unwrap().point, None);
         assert_eq!(
-            decode(&encode(1, 2, u64::MAX)).unwrap().position,
+            decode(&encode(1, 2, u64::MAX - 1)).unwrap().point,
             Some(u64::MAX)
         );
+        assert!(
+            encode_point(1, 2, 0) < encode(1, 2, 0),
+            "the shard start is before its first record"
+        );
+        assert_eq!(SeqNo::at(0), 0);
+        assert_eq!(SeqNo::at(10), 9);
     }
 
     #[test]

@@ -37,6 +37,7 @@
 
 mod cbor;
 mod error;
+pub mod eventstream;
 mod front;
 mod json;
 mod model;
