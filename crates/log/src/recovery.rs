@@ -189,6 +189,12 @@ pub(crate) fn recover(
                     file.sync_data()?;
                 }
                 if Some(seg) == last {
+                    // It becomes the active segment again: a stale sidecar
+                    // must not describe it after the next crash.
+                    if idxs.contains(&seg) {
+                        fs.remove(&dir.join(sidecar_name(seg)))?;
+                        fs.sync_dir(&dir)?;
+                    }
                     active = Some(ActiveInit {
                         seg,
                         file,
