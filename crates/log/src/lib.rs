@@ -7,8 +7,19 @@
 //! Knows nothing of AWS: positions are plain `u64` counters per shard that the
 //! layer above turns into sequence numbers.
 //!
-//! THE PUBLIC API BELOW IS A CONTRACT used by `eddy-streams`; the bodies are
-//! being implemented (see issue "Storage engine").
+//! THE PUBLIC API BELOW IS A CONTRACT used by `eddy-streams`.
+//!
+//! Design: `docs/adr/0001-storage-engine.md`. Modules:
+//! - [`frame`]: checksummed batch frame format;
+//! - `index`: frame references, spans, persisted sidecar indexes;
+//! - `meta`: durable catalogue (shards, groups, retention, deletions);
+//! - `writer`: the single writer thread, group commit, segment roll, failure
+//!   handling;
+//! - `engine`: shared state, reads, seeks, retention pass;
+//! - `compaction`: rewriting mostly-dead sealed segments;
+//! - `recovery`: startup and crash recovery;
+//! - [`fs`]: file-system trait + real implementation; [`simfs`]: simulated,
+//!   fault-injecting implementation for tests.
 
 mod compaction;
 mod engine;
