@@ -38,6 +38,9 @@ pub struct ServeArgs {
     /// Account shard limit (DescribeLimits) [default: 20000].
     #[arg(long, env = "EDDY_SHARD_LIMIT")]
     pub shard_limit: Option<u32>,
+    /// Account limit of ON_DEMAND streams (DescribeLimits) [default: 50].
+    #[arg(long, env = "EDDY_ON_DEMAND_STREAM_LIMIT")]
+    pub on_demand_stream_limit: Option<u32>,
     /// Enforce AWS's throughput limits (per shard and control plane): on or off [default: on].
     #[arg(long, env = "EDDY_SHARD_LIMITS")]
     pub shard_limits: Option<String>,
@@ -73,6 +76,7 @@ struct FileConfig {
     transition_ms: Option<u64>,
     shard_limit: Option<u32>,
     shard_limits: Option<String>,
+    on_demand_stream_limit: Option<u32>,
     shard_write_bytes_per_sec: Option<f64>,
     shard_write_records_per_sec: Option<f64>,
     shard_read_bytes_per_sec: Option<f64>,
@@ -90,6 +94,7 @@ pub struct ServeConfig {
     pub account_id: String,
     pub transition: Duration,
     pub shard_limit: u32,
+    pub on_demand_stream_limit: u32,
     pub limits: eddy_streams::limits::Limits,
     pub scaling: eddy_streams::ScalingConfig,
 }
@@ -185,6 +190,7 @@ impl ServeConfig {
             ),
         };
         Ok(ServeConfig {
+            on_demand_stream_limit: args.on_demand_stream_limit.or(file.on_demand_stream_limit).unwrap_or(50),
             scaling,
             limits,
             listen: args

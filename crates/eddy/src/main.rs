@@ -70,6 +70,7 @@ async fn serve(cfg: config::ServeConfig, started: Instant) -> anyhow::Result<()>
     scfg.transition = cfg.transition;
     scfg.shard_limit = cfg.shard_limit;
     scfg.limits = cfg.limits;
+    scfg.on_demand_stream_limit = cfg.on_demand_stream_limit;
     scfg.scaling = cfg.scaling;
     let streams =
         eddy_streams::Streams::open(scfg, log.clone()).context("opening stream metadata")?;
