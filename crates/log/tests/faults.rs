@@ -83,7 +83,13 @@ fn crash_during_concurrent_appends_keeps_every_acknowledged_record() {
                     }
                 }));
             }
-            std::thread::sleep(Duration::from_millis(5 + seed * 3 % 20));
+            // Crash at a varying moment once appends are flowing.
+            let want =
+                acks.lock().unwrap().len() + 5 + (seed as usize * 7 + round as usize * 3) % 40;
+            let t = std::time::Instant::now();
+            while acks.lock().unwrap().len() < want && t.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_micros(200));
+            }
             sim.crash();
             for t in tasks {
                 rt.block_on(t).unwrap();
@@ -406,4 +412,29 @@ fn positions_lost_to_corruption_are_skipped_by_reads_and_never_reused() {
     );
     let a = rt.block_on(log.append(one(1, vec![record(1, n)]))).unwrap();
     assert_eq!(a[0].first_position, n);
+}
+
+#[test]
+fn interval_durability_rewrites_data_whose_periodic_fsync_failed() {
+    let rt = rt();
+    let sim = SimFs::new(7);
+    sim.set_torn_writes(false);
+    let clock = ManualClock::new(1);
+    let d = Durability::Interval(Duration::from_millis(5));
+    let log = open_sim(&sim, clock.clone(), d, 1 << 20);
+    log.create_shard(0, 1).unwrap();
+    sim.fail_next_fsyncs(1);
+    for q in 0..20 {
+        rt.block_on(log.append(one(0, vec![record(0, q)]))).unwrap();
+    }
+    // Let the periodic fsync fail once and the engine recover.
+    std::thread::sleep(Duration::from_millis(200));
+    drop(log);
+    sim.crash();
+    let log = open_sim(&sim, clock, d, 1 << 20);
+    let seqs: Vec<u64> = read_all(&log, 0)
+        .iter()
+        .map(|r| check_record(0, &r.key, &r.value))
+        .collect();
+    assert_eq!(seqs, (0..20).collect::<Vec<_>>());
 }

@@ -125,6 +125,7 @@ fn sigkill_at_random_moments_never_loses_acknowledged_records() {
             .spawn()
             .unwrap();
         let out = child.stdout.take().unwrap();
+        let (first_tx, first_rx) = std::sync::mpsc::channel::<()>();
         let reader = std::thread::spawn(move || {
             let mut v = Vec::new();
             for line in BufReader::new(out).lines() {
@@ -142,14 +143,19 @@ fn sigkill_at_random_moments_never_loses_acknowledged_records() {
                     .map(|q| q.parse().unwrap())
                     .collect();
                 v.push((s, p, seqs));
+                let _ = first_tx.send(());
             }
             v
         });
-        std::thread::sleep(Duration::from_millis(rng.gen_range(60..300)));
+        // Kill at a random moment after the child has started acknowledging.
+        first_rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("child acknowledged nothing");
+        std::thread::sleep(Duration::from_millis(rng.gen_range(0..250)));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let got = reader.join().unwrap();
-        assert!(!got.is_empty() || round > 0, "child acknowledged nothing");
+        assert!(!got.is_empty());
         acks.extend(got);
         verify(tmp.path(), &acks, round);
     }
