@@ -346,3 +346,47 @@ async fn oversized_bodies_are_refused_without_harm() {
     // The server is still healthy.
     assert_eq!(call_json(&eddy, "ListStreams", "{}").await.status, 200);
 }
+
+/// Every operation of the model, sent an empty object and a malformed body:
+/// the missing required members come back as AWS's ValidationException
+/// (one "must not be null" per member), garbage as SerializationException,
+/// and nothing panics, hangs or answers 5xx.
+#[tokio::test]
+async fn every_operation_rejects_missing_members_and_garbage_like_aws() {
+    let eddy = Eddy::start_with(&["--shard-limits", "off"]);
+    let model: serde_json::Value =
+        serde_json::from_str(include_str!("../../wire/models/kinesis-2013-12-02.json")).unwrap();
+    let ops = model["operations"].as_object().unwrap();
+    assert!(ops.len() >= 50);
+    for (name, op) in ops {
+        let input = op["input"]["shape"].as_str().map(|s| &model["shapes"][s]);
+        let required: Vec<&str> = input
+            .and_then(|s| s["required"].as_array())
+            .map(|r| r.iter().map(|v| v.as_str().unwrap()).collect())
+            .unwrap_or_default();
+        let empty = call_json(&eddy, name, "{}").await;
+        assert!(
+            empty.status < 500,
+            "{name}: {} {}",
+            empty.status,
+            empty.text()
+        );
+        if !required.is_empty() {
+            assert_eq!(empty.status, 400, "{name}");
+            let body = empty.json();
+            assert_eq!(body["__type"], "ValidationException", "{name}: {body}");
+            let msg = body["message"].as_str().unwrap();
+            for member in &required {
+                let mut camel = member.to_string();
+                camel[..1].make_ascii_lowercase();
+                assert!(
+                    msg.contains(&format!("Value null at '{camel}' failed to satisfy constraint: Member must not be null")),
+                    "{name}: {msg}"
+                );
+            }
+        }
+        let garbage = call_json(&eddy, name, "{\"unterminated").await;
+        assert_eq!(garbage.status, 400, "{name}");
+        assert_eq!(garbage.json()["__type"], "SerializationException", "{name}");
+    }
+}
