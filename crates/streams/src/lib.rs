@@ -88,7 +88,7 @@ struct Inner {
     changes: tokio::sync::watch::Sender<u64>,
     /// Per-stream gates: puts hold the read side across routing and append,
     /// reshards the write side (see `reshard.rs`).
-    gates: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::RwLock<()>>>>,
+    gates: RwLock<std::collections::HashMap<String, Arc<tokio::sync::RwLock<()>>>>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -256,7 +256,12 @@ impl Streams {
 
     /// The gate of a stream (see `reshard.rs`).
     pub(crate) fn gate(&self, name: &str) -> Arc<tokio::sync::RwLock<()>> {
-        let mut gates = self.inner.gates.lock().unwrap_or_else(|p| p.into_inner());
+        // Read-mostly: puts share the read lock; only a stream's first put
+        // takes the write lock to create its gate.
+        if let Some(g) = self.inner.gates.read().unwrap_or_else(|p| p.into_inner()).get(name) {
+            return g.clone();
+        }
+        let mut gates = self.inner.gates.write().unwrap_or_else(|p| p.into_inner());
         gates.entry(name.to_string()).or_default().clone()
     }
 
