@@ -209,15 +209,46 @@ struct Control {
     writer: Mutex<Option<JoinHandle<()>>>,
     bg_stop: Mutex<Option<std::sync::mpsc::Sender<()>>>,
     bg: Mutex<Option<JoinHandle<()>>>,
+    /// Directory lock, released at shutdown or drop.
+    dir_lock: Mutex<Option<std::fs::File>>,
 }
 
 impl Drop for Control {
     fn drop(&mut self) {
         // Closing the channel makes the writer fsync and exit; closing the
-        // stop channel ends the retention thread.
+        // stop channel ends the retention thread. Waiting for both means a
+        // new engine on the same directory never overlaps this one.
         self.tx.write().unwrap().take();
         self.bg_stop.lock().unwrap().take();
+        if let Some(h) = self.writer.lock().unwrap().take() {
+            let _ = h.join();
+        }
+        if let Some(h) = self.bg.lock().unwrap().take() {
+            let _ = h.join();
+        }
     }
+}
+
+/// Exclusive lock on the engine directory (real file system only), so two
+/// engines (threads or processes) never write the same journal.
+fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File, LogError> {
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(dir)?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("LOCK"))?;
+    // SAFETY: flock on a file descriptor we own, valid for the call.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r != 0 {
+        return Err(LogError::Failed(format!(
+            "{} is in use by another engine: {}",
+            dir.display(),
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(f)
 }
 
 /// The engine. Cheap to clone (shared handle); all methods take `&self` and
@@ -239,6 +270,10 @@ impl Log {
     pub fn open_with(config: LogConfig, options: Options) -> Result<Log, LogError> {
         assert!(options.segment_bytes > 0 && options.max_inflight_bytes >= 1024);
         let started = std::time::Instant::now();
+        let dir_lock = match options.fs {
+            None => Some(lock_dir(&config.dir)?),
+            Some(_) => None,
+        };
         let (inner, active) = recovery::recover(&config, &options)?;
         let (shards, sealed) = {
             let st = inner.state.read().unwrap();
@@ -285,6 +320,7 @@ impl Log {
                 writer: Mutex::new(Some(wh)),
                 bg_stop: Mutex::new(Some(stop_tx)),
                 bg: Mutex::new(Some(bh)),
+                dir_lock: Mutex::new(dir_lock),
             }),
         })
     }
@@ -491,6 +527,7 @@ impl Log {
         // the active segment.
         let snap = self.inner.snapshot_state();
         self.inner.meta.lock().unwrap().write_snapshot(&snap)?;
+        self.ctl.dir_lock.lock().unwrap().take();
         res
     }
 }

@@ -461,3 +461,19 @@ fn readers_see_intact_data_while_segments_roll_expire_and_compact_concurrently()
         "records older than 5 s expired: {b:?}"
     );
 }
+
+#[test]
+fn a_directory_is_used_by_one_engine_at_a_time() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(LogConfig::new(dir.path())).unwrap();
+    assert!(matches!(
+        Log::open(LogConfig::new(dir.path())),
+        Err(LogError::Failed(_))
+    ));
+    rt.block_on(log.shutdown()).unwrap();
+    let again = Log::open(LogConfig::new(dir.path())).unwrap();
+    drop(again);
+    // Dropping the last handle stops the engine and releases the directory.
+    Log::open(LogConfig::new(dir.path())).unwrap();
+}
