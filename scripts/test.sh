@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh machine: installs what the tests
-# need (a Python venv with pytest, boto3 and the AWS CLI), builds in the debug
+# need (a Python venv with pytest, boto3 and the AWS CLI; the AWS SDK for
+# JavaScript v3 from npm), builds in the debug
 # profile, runs the Rust tests (unit, property, integration against real
 # `eddy serve` processes) and the Python tests (boto3, AWS CLI).
 set -euo pipefail
@@ -20,3 +21,9 @@ cargo test --workspace --locked -- --test-threads 2
 
 echo "== python tests"
 PATH="$PWD/.venv/bin:$PATH" .venv/bin/pytest -q tests/python
+
+echo "== javascript tests (AWS SDK for JavaScript v3)"
+if [ ! -d tests/js/node_modules/@aws-sdk/client-kinesis ]; then
+  npm ci --prefix tests/js --no-audit --no-fund --silent
+fi
+node --test tests/js/
