@@ -625,3 +625,26 @@ impl Inner {
         (sealed, self.files.lock().unwrap().len())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Lru;
+
+    #[test]
+    fn lru_stays_within_its_weight_and_evicts_least_recently_used() {
+        let mut l = Lru::new(3);
+        l.insert(1, "a", 1);
+        l.insert(2, "b", 1);
+        l.insert(3, "c", 1);
+        assert_eq!(l.get(1), Some("a")); // 2 is now the oldest
+        l.insert(4, "d", 1);
+        assert_eq!(l.len(), 3);
+        assert_eq!(l.get(2), None);
+        assert_eq!(l.get(1), Some("a"));
+        l.insert(5, "e", 3); // heavy entry evicts all others
+        assert_eq!(l.len(), 1);
+        assert_eq!(l.get(5), Some("e"));
+        l.remove(5);
+        assert_eq!(l.len(), 0);
+    }
+}

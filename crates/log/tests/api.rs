@@ -477,3 +477,41 @@ fn a_directory_is_used_by_one_engine_at_a_time() {
     // Dropping the last handle stops the engine and releases the directory.
     Log::open(LogConfig::new(dir.path())).unwrap();
 }
+
+#[test]
+fn thousands_of_shards_survive_a_crash_with_few_open_files() {
+    let rt = rt();
+    let sim = SimFs::new(12);
+    let clock = ManualClock::new(1);
+    let log = open_sim(&sim, clock.clone(), Durability::Fsync, 256 << 10);
+    let n = 5000u64; // more than the metadata log holds before a snapshot
+    for s in 0..n {
+        log.create_shard(s, s % 7).unwrap();
+    }
+    for round in 0..3 {
+        let batch = (0..n)
+            .map(|s| ShardAppend {
+                shard: s,
+                records: vec![record(s, round)],
+            })
+            .collect();
+        let a = rt.block_on(log.append(batch)).unwrap();
+        assert!(a.iter().all(|a| a.first_position == round));
+    }
+    drop(log);
+    sim.crash();
+    let log = open_sim(&sim, clock, Durability::Fsync, 256 << 10);
+    for s in (0..n).step_by(97) {
+        let got = read_all(&log, s);
+        assert_eq!(got.len(), 3, "shard {s}");
+        for r in &got {
+            assert_eq!(check_record(s, &r.key, &r.value), r.position);
+        }
+    }
+    assert!(log.shard_exists(n - 1));
+    assert!(log.segment_stats().1 <= 4, "open files bounded by the LRU");
+    assert!(matches!(
+        log.create_shard(n - 1, 0),
+        Err(LogError::ShardExists(_))
+    ));
+}
