@@ -438,3 +438,62 @@ fn interval_durability_rewrites_data_whose_periodic_fsync_failed() {
         .collect();
     assert_eq!(seqs, (0..20).collect::<Vec<_>>());
 }
+
+#[test]
+fn crash_at_every_file_operation_of_appends_and_rolls_keeps_acknowledged_records() {
+    let rt = rt();
+    let mut step = 0u64;
+    loop {
+        let sim = SimFs::new(step);
+        let clock = ManualClock::new(1);
+        let log = open_sim(&sim, clock.clone(), Durability::Fsync, 2048);
+        for s in 0..3 {
+            log.create_shard(s, 1).unwrap();
+        }
+        sim.crash_after_ops(step);
+        let mut acked: Vec<Vec<u64>> = vec![Vec::new(); 3];
+        for q in 0..60u64 {
+            let s = q % 3;
+            match rt.block_on(log.append(one(s, vec![record(s, q)]))) {
+                Ok(a) => {
+                    assert_eq!(a[0].first_position, acked[s as usize].len() as u64);
+                    acked[s as usize].push(q);
+                }
+                Err(_) => break,
+            }
+        }
+        let completed = sim.crash_pending();
+        drop(log);
+        sim.crash_after_ops(u64::MAX);
+        sim.crash();
+        let log = open_sim(&sim, clock, Durability::Fsync, 2048);
+        let mut extra = 0;
+        for s in 0..3u64 {
+            let got: Vec<u64> = read_all(&log, s)
+                .iter()
+                .map(|r| check_record(s, &r.key, &r.value))
+                .collect();
+            let want = &acked[s as usize];
+            assert!(
+                got.len() >= want.len(),
+                "crash at op {step}: shard {s} lost acknowledged records"
+            );
+            assert_eq!(
+                &got[..want.len()],
+                &want[..],
+                "crash at op {step}: shard {s}"
+            );
+            extra += got.len() - want.len();
+        }
+        assert!(
+            extra <= 1,
+            "crash at op {step}: only the in-flight append may survive unacknowledged"
+        );
+        if completed {
+            break;
+        }
+        step += 1;
+        assert!(step < 5000);
+    }
+    assert!(step > 100, "only {step} crash points");
+}
