@@ -497,3 +497,72 @@ fn crash_at_every_file_operation_of_appends_and_rolls_keeps_acknowledged_records
     }
     assert!(step > 100, "only {step} crash points");
 }
+
+#[test]
+fn crash_at_every_file_operation_of_metadata_changes_and_retention_keeps_what_was_acknowledged() {
+    let rt = rt();
+    let mut step = 0u64;
+    loop {
+        let sim = SimFs::new(step);
+        let clock = ManualClock::new(1);
+        let log = open_sim(&sim, clock.clone(), Durability::Fsync, 2048);
+        log.create_shard(1, 1).unwrap();
+        log.create_shard(2, 2).unwrap();
+        for q in 0..60u64 {
+            rt.block_on(log.append(vec![
+                eddy_log::ShardAppend {
+                    shard: 1,
+                    records: vec![record(1, q)],
+                },
+                eddy_log::ShardAppend {
+                    shard: 2,
+                    records: vec![record(2, q)],
+                },
+            ]))
+            .unwrap();
+        }
+        sim.crash_after_ops(step);
+        let deleted = log.delete_group(2).is_ok();
+        let _ = log.run_retention();
+        let _ = log.run_compaction();
+        let created = log.create_shard(3, 1).is_ok();
+        let retention = log.set_retention(1, Duration::from_secs(3600)).is_ok();
+        let completed = sim.crash_pending();
+        drop(log);
+        sim.crash_after_ops(u64::MAX);
+        sim.crash();
+        let log = open_sim(&sim, clock, Durability::Fsync, 2048);
+        let ctx = format!("crash at op {step}");
+        let got: Vec<u64> = read_all(&log, 1)
+            .iter()
+            .map(|r| check_record(1, &r.key, &r.value))
+            .collect();
+        assert_eq!(got, (0..60).collect::<Vec<_>>(), "{ctx}");
+        assert_eq!(log.bounds(1).unwrap().tip, 60, "{ctx}");
+        if deleted {
+            assert!(!log.shard_exists(2), "{ctx}: acknowledged delete undone");
+        } else if log.shard_exists(2) {
+            assert_eq!(read_all(&log, 2).len(), 60, "{ctx}");
+        }
+        if created {
+            assert!(log.shard_exists(3), "{ctx}: acknowledged create undone");
+        }
+        if retention {
+            // 24 h default vs 1 h: after 2 h everything of group 1 is expired.
+            let c = ManualClock::new(2 * 3600 * 1000);
+            drop(log);
+            let log = open_sim(&sim, c, Durability::Fsync, 2048);
+            assert_eq!(
+                log.bounds(1).unwrap().trim_horizon,
+                60,
+                "{ctx}: acknowledged retention undone"
+            );
+        }
+        if completed {
+            break;
+        }
+        step += 1;
+        assert!(step < 5000);
+    }
+    assert!(step > 10, "only {step} crash points");
+}
