@@ -3,6 +3,7 @@
 
 mod bench;
 mod config;
+mod put;
 
 use std::time::Instant;
 
@@ -31,6 +32,8 @@ enum Command {
     Serve(config::ServeArgs),
     /// Measure an endpoint (Eddy or any Kinesis-compatible one).
     Bench(bench::BenchArgs),
+    /// Send records from stdin or files through the producer library.
+    Put(put::PutArgs),
 }
 
 fn init_tracing() {
@@ -59,6 +62,12 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             rt.block_on(bench::run(args))
+        }
+        Command::Put(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(put::run(args))
         }
     }
 }

@@ -126,12 +126,24 @@ struct StreamState {
     misrouted: Vec<Misrouted>,
     refreshing: bool,
     refresh_wanted: bool,
+    /// A result showed the map is stale: send nothing more for the stream
+    /// until the refreshed map has re-routed what is buffered (fewer
+    /// aggregates built for a shard that no longer exists).
+    hold: bool,
     refresh_not_before: Instant,
     map_loaded: Instant,
     refresh_failures: u32,
     batch: Vec<KRecord>,
     batch_bytes: usize,
     rr: usize,
+}
+
+impl StreamState {
+    /// Holding stops mattering when ListShards keeps failing: records then
+    /// go by the old map rather than wait for their deadline.
+    fn refreshing_failed_too_often(&self) -> bool {
+        self.refresh_failures >= 3
+    }
 }
 
 struct Completion {
@@ -270,6 +282,7 @@ impl Dispatcher {
                 misrouted: Vec::new(),
                 refreshing: false,
                 refresh_wanted: true,
+                hold: false,
                 refresh_not_before: Instant::now(),
                 map_loaded: Instant::now(),
                 refresh_failures: 0,
@@ -371,6 +384,7 @@ impl Dispatcher {
         }
         if !c.misrouted.is_empty() || c.stale_map {
             s.refresh_wanted = true;
+            s.hold = true;
             s.refresh_not_before = now;
         }
         s.misrouted.extend(c.misrouted);
@@ -386,7 +400,8 @@ impl Dispatcher {
                 .get(&a.stream)
                 .map_or(1, |s| s.refresh_failures + 1),
         );
-        let s = self.stream(&a.stream);
+        self.stream(&a.stream);
+        let s = self.streams.get_mut(&a.stream).expect("just made");
         s.refreshing = false;
         let all = match a.result {
             Ok(all) if all.iter().any(|x| x.open) => all,
@@ -428,6 +443,7 @@ impl Dispatcher {
         };
         metrics::counter!(m::SHARD_MAP_REFRESHES, "stream" => s.name.to_string()).increment(1);
         s.refresh_failures = 0;
+        s.hold = false;
         s.map_loaded = now;
         for sh in &all {
             s.ranges.insert(sh.shard_id.clone(), (sh.start, sh.end));
@@ -441,6 +457,18 @@ impl Dispatcher {
             // Take every buffered record back and route it again by the new
             // map, oldest first.
             let mut back: Vec<UserRec> = Vec::new();
+            for k in s.batch.drain(..) {
+                if config.ordered
+                    && let Some(n) = self.inflight_shards.get_mut(&k.shard)
+                {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.inflight_shards.remove(&k.shard);
+                    }
+                }
+                back.extend(k.users);
+            }
+            s.batch_bytes = 0;
             for b in s.shards.drain(..) {
                 for k in b.ready {
                     back.extend(k.users);
@@ -609,7 +637,7 @@ impl Dispatcher {
             }
             // Collect ready Kinesis records into PutRecords calls.
             let n = s.shards.len();
-            if n == 0 {
+            if n == 0 || (s.hold && !s.refreshing_failed_too_often()) {
                 continue;
             }
             let start = s.rr % n;
