@@ -17,7 +17,7 @@ echo "== build (debug)"
 cargo build --workspace --all-targets --locked
 
 echo "== rust tests"
-cargo test --workspace --locked -- --test-threads 2
+cargo test --workspace --locked --no-fail-fast -- --test-threads 2
 
 echo "== python tests"
 PATH="$PWD/.venv/bin:$PATH" .venv/bin/pytest -q tests/python
