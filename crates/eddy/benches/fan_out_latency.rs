@@ -16,7 +16,10 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{ShardIteratorType, StartingPosition, SubscribeToShardEventStream};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -27,7 +30,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-async fn scenario(k: &aws_sdk_kinesis::Client, stream: &str, consumers: &[String], rate: u64, secs: u64) -> (usize, f64, f64, f64) {
+async fn scenario(
+    k: &aws_sdk_kinesis::Client,
+    stream: &str,
+    consumers: &[String],
+    rate: u64,
+    secs: u64,
+) -> (usize, f64, f64, f64) {
     let base = Instant::now();
     let received: Arc<Mutex<Vec<f64>>> = Arc::default();
     let mut subs = Vec::new();
@@ -36,7 +45,12 @@ async fn scenario(k: &aws_sdk_kinesis::Client, stream: &str, consumers: &[String
             .subscribe_to_shard()
             .consumer_arn(arn)
             .shard_id("shardId-000000000000")
-            .starting_position(StartingPosition::builder().r#type(ShardIteratorType::Latest).build().unwrap())
+            .starting_position(
+                StartingPosition::builder()
+                    .r#type(ShardIteratorType::Latest)
+                    .build()
+                    .unwrap(),
+            )
             .send()
             .await
             .expect("subscribe");
@@ -69,7 +83,13 @@ async fn scenario(k: &aws_sdk_kinesis::Client, stream: &str, consumers: &[String
             let sent = base.elapsed().as_nanos() as u64;
             let mut data = sent.to_be_bytes().to_vec();
             data.extend_from_slice(&[0u8; 92]);
-            let _ = k.put_record().stream_name(stream).partition_key(format!("k{}", i % 64)).data(Blob::new(data)).send().await;
+            let _ = k
+                .put_record()
+                .stream_name(stream)
+                .partition_key(format!("k{}", i % 64))
+                .data(Blob::new(data))
+                .send()
+                .await;
             drop(permit);
         });
     }
@@ -79,7 +99,12 @@ async fn scenario(k: &aws_sdk_kinesis::Client, stream: &str, consumers: &[String
     }
     let mut lat = received.lock().unwrap().clone();
     lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    (lat.len(), percentile(&lat, 0.5), percentile(&lat, 0.99), percentile(&lat, 1.0))
+    (
+        lat.len(),
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        percentile(&lat, 1.0),
+    )
 }
 
 fn main() {
@@ -87,9 +112,21 @@ fn main() {
     let secs: u64 = env_or("EDDY_BENCH_SECS", 5);
     let durability: String = env_or("EDDY_BENCH_DURABILITY", "fsync".to_string());
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--shard-limits", "off", "--durability", &durability])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--shard-limits",
+            "off",
+            "--durability",
+            &durability,
+        ])
         .arg("--data-dir")
         .arg(dir.path())
         .env("EDDY_LOG", "warn")
@@ -101,20 +138,40 @@ fn main() {
         assert!(Instant::now() < deadline, "eddy serve did not start");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let results: HashMap<usize, (usize, f64, f64, f64)> = rt.block_on(async {
         let conf = aws_sdk_kinesis::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("AKIDEXAMPLE", "secret", None, None, "bench"))
+            .credentials_provider(Credentials::new(
+                "AKIDEXAMPLE",
+                "secret",
+                None,
+                None,
+                "bench",
+            ))
             .endpoint_url(format!("http://127.0.0.1:{port}"))
             .build();
         let k = aws_sdk_kinesis::Client::from_conf(conf);
-        k.create_stream().stream_name("fan").shard_count(1).send().await.unwrap();
+        k.create_stream()
+            .stream_name("fan")
+            .shard_count(1)
+            .send()
+            .await
+            .unwrap();
         let arn = "arn:aws:kinesis:us-east-1:000000000000:stream/fan";
         let mut consumers = Vec::new();
         for i in 0..5 {
-            let c = k.register_stream_consumer().stream_arn(arn).consumer_name(format!("c{i}")).send().await.unwrap();
+            let c = k
+                .register_stream_consumer()
+                .stream_arn(arn)
+                .consumer_name(format!("c{i}"))
+                .send()
+                .await
+                .unwrap();
             consumers.push(c.consumer().unwrap().consumer_arn().to_string());
         }
         let mut out = HashMap::new();
@@ -125,7 +182,9 @@ fn main() {
     });
     let _ = child.kill();
     let _ = child.wait();
-    println!("put-to-push latency, {rate} records/s for {secs} s, durability {durability}, 1 shard");
+    println!(
+        "put-to-push latency, {rate} records/s for {secs} s, durability {durability}, 1 shard"
+    );
     println!("| consumers | pushes received | p50 ms | p99 ms | max ms |");
     println!("|---|---|---|---|---|");
     for n in [1usize, 5] {

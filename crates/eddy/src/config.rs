@@ -190,7 +190,10 @@ impl ServeConfig {
             ),
         };
         Ok(ServeConfig {
-            on_demand_stream_limit: args.on_demand_stream_limit.or(file.on_demand_stream_limit).unwrap_or(50),
+            on_demand_stream_limit: args
+                .on_demand_stream_limit
+                .or(file.on_demand_stream_limit)
+                .unwrap_or(50),
             scaling,
             limits,
             listen: args
