@@ -13,6 +13,11 @@ if [ ! -x .venv/bin/pytest ] || ! .venv/bin/python -c "import boto3" 2>/dev/null
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 fi
 
+echo "== dynalite (lease-table DynamoDB for the consumer tests)"
+if command -v npm >/dev/null && [ ! -f .npm-test/node_modules/dynalite/cli.js ]; then
+  npm install --no-audit --no-fund --prefix .npm-test dynalite@4 >/dev/null
+fi
+
 echo "== build (debug)"
 cargo build --workspace --all-targets --locked
 

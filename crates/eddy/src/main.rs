@@ -4,6 +4,7 @@
 mod bench;
 mod config;
 mod put;
+mod tail;
 
 use std::time::Instant;
 
@@ -34,6 +35,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Send records from stdin or files through the producer library.
     Put(put::PutArgs),
+    /// Print every record of a stream as JSON lines, alone or as one worker of a consumer group.
+    Tail(tail::TailArgs),
 }
 
 fn init_tracing() {
@@ -68,6 +71,13 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             rt.block_on(put::run(args))
+        }
+        Command::Tail(args) => {
+            init_tracing();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(tail::run(args))
         }
     }
 }

@@ -1,0 +1,480 @@
+//! The consumer library against a real `eddy serve`, with its lease table on
+//! dynalite: every record processed, checkpoints in the KCL's item shape,
+//! restart resuming after the checkpoint, resharding order, enhanced fan-out,
+//! KPL deaggregation, and `eddy tail` printing JSON lines.
+
+mod common;
+mod consumer_common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_kinesis::primitives::Blob;
+use bytes::Bytes;
+use common::{Eddy, create_stream};
+use consumer_common::{Dynalite, wait_until};
+use eddy_consumer::{
+    Checkpointer, ConsumerConfig, DynamoLeaseStore, InitializeInput, ProcessRecordsInput,
+    RecordProcessor, RetrievalMode, Worker,
+};
+use tokio::sync::oneshot;
+
+/// Everything a test's processors saw, in order.
+#[derive(Default, Clone)]
+struct Seen(Arc<Mutex<Vec<Event>>>);
+
+#[derive(Debug, Clone, PartialEq)]
+enum Event {
+    Init(String, String),
+    Record {
+        shard: String,
+        seq: String,
+        sub: Option<u64>,
+        data: String,
+        pk: String,
+    },
+    ShardEnd(String),
+}
+
+impl Seen {
+    fn data(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                Event::Record { data, .. } => Some(data.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+    fn records(&self) -> usize {
+        self.data().len()
+    }
+    fn events(&self) -> Vec<Event> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+struct Collect {
+    seen: Seen,
+    shard: String,
+}
+
+impl RecordProcessor for Collect {
+    async fn initialize(&mut self, input: InitializeInput) {
+        self.shard = input.shard_id.clone();
+        self.seen.0.lock().unwrap().push(Event::Init(
+            input.shard_id,
+            input.checkpoint.as_attribute().to_string(),
+        ));
+    }
+
+    async fn process_records(&mut self, input: ProcessRecordsInput, cp: &mut Checkpointer) {
+        {
+            let mut seen = self.seen.0.lock().unwrap();
+            for r in &input.records {
+                seen.push(Event::Record {
+                    shard: r.shard_id.clone(),
+                    seq: r.sequence_number.clone(),
+                    sub: r.sub_sequence_number,
+                    data: String::from_utf8(r.data.to_vec()).unwrap(),
+                    pk: r.partition_key.clone(),
+                });
+            }
+        }
+        cp.checkpoint().await.unwrap();
+    }
+
+    async fn shard_ended(&mut self, cp: &mut Checkpointer) {
+        cp.checkpoint_shard_end().await.unwrap();
+        self.seen
+            .0
+            .lock()
+            .unwrap()
+            .push(Event::ShardEnd(self.shard.clone()));
+    }
+}
+
+fn config(app: &str, stream: &str, worker: &str) -> ConsumerConfig {
+    let mut cfg =
+        ConsumerConfig::new(app, stream, worker).with_lease_duration(Duration::from_millis(1500));
+    cfg.shard_sync_interval = Duration::from_millis(300);
+    cfg.parent_check_interval = Duration::from_millis(100);
+    cfg.poll_interval = Duration::from_millis(210);
+    cfg
+}
+
+/// Runs a worker in the background; dropping the sender stops it.
+fn spawn_worker(
+    cfg: ConsumerConfig,
+    eddy: &Eddy,
+    ddb: aws_sdk_dynamodb::Client,
+    seen: &Seen,
+) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = oneshot::channel::<()>();
+    let store = DynamoLeaseStore::new(ddb, cfg.application_name.clone());
+    let seen = seen.clone();
+    let w = Worker::new(cfg, eddy.client(), store, move || Collect {
+        seen: seen.clone(),
+        shard: String::new(),
+    });
+    let h = tokio::spawn(async move {
+        w.run(async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    (tx, h)
+}
+
+async fn put(k: &aws_sdk_kinesis::Client, stream: &str, pk: &str, data: &str) {
+    k.put_record()
+        .stream_name(stream)
+        .partition_key(pk)
+        .data(Blob::new(data.as_bytes().to_vec()))
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn lease_item(
+    ddb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    shard: &str,
+) -> HashMap<String, AttributeValue> {
+    ddb.get_item()
+        .table_name(table)
+        .key("leaseKey", AttributeValue::S(shard.into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("lease item exists")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_is_processed_once_and_a_restart_resumes_after_the_checkpoint() {
+    let Some(dyn_) = Dynalite::start() else {
+        return;
+    };
+    let eddy = Eddy::start();
+    let k = eddy.client();
+    create_stream(&k, "s", 2).await;
+    for i in 0..20 {
+        put(&k, "s", &format!("pk-{i}"), &format!("first-{i}")).await;
+    }
+    // One KPL aggregate of five user records, all hashed (explicitly) into
+    // the first shard, as the KPL builds them.
+    let mut agg = eddy_producer::aggregation::Aggregate::new();
+    for i in 0..5 {
+        agg.add(
+            &format!("agg-{i}"),
+            Some(&(1000 + i).to_string()),
+            Bytes::from(format!("agg-{i}")),
+        );
+    }
+    k.put_record()
+        .stream_name("s")
+        .partition_key("a")
+        .explicit_hash_key("1000")
+        .data(Blob::new(agg.encode().to_vec()))
+        .send()
+        .await
+        .unwrap();
+
+    let seen = Seen::default();
+    let (stop, h) = spawn_worker(config("app", "s", "w1"), &eddy, dyn_.client(), &seen);
+    wait_until(20, "25 records", || seen.records() >= 25).await;
+    drop(stop);
+    h.await.unwrap();
+    let mut got = seen.data();
+    got.sort();
+    let mut want: Vec<String> = (0..20)
+        .map(|i| format!("first-{i}"))
+        .chain((0..5).map(|i| format!("agg-{i}")))
+        .collect();
+    want.sort();
+    assert_eq!(got, want, "each record exactly once");
+    // The aggregate came out as user records with sub-sequence numbers and
+    // their own partition keys.
+    let aggs: Vec<(Option<u64>, String)> = seen
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Record { sub, pk, data, .. } if data.starts_with("agg-") => {
+                assert_eq!(pk, data);
+                Some((sub, data))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        aggs.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        (0..5).map(Some).collect::<Vec<_>>()
+    );
+
+    // The lease items have the KCL's shape: checkpoint at the last record,
+    // released owner after a clean shutdown.
+    let ddb = dyn_.client();
+    let last_per_shard: HashMap<String, (String, u64)> = seen
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Record {
+                shard, seq, sub, ..
+            } => Some((shard, (seq, sub.unwrap_or(0)))),
+            _ => None,
+        })
+        .collect();
+    for (shard, (seq, sub)) in &last_per_shard {
+        let item = lease_item(&ddb, "app", shard).await;
+        assert_eq!(item["checkpoint"].as_s().unwrap(), seq);
+        assert_eq!(
+            item["checkpointSubSequenceNumber"].as_n().unwrap(),
+            &sub.to_string()
+        );
+        assert_eq!(item["ownerSwitchesSinceCheckpoint"].as_n().unwrap(), "0");
+        assert!(item["leaseCounter"].as_n().unwrap().parse::<u64>().unwrap() > 1);
+        assert!(
+            !item.contains_key("leaseOwner"),
+            "released on shutdown: {item:?}"
+        );
+    }
+
+    // New records; a new worker of the same application sees only those.
+    for i in 0..10 {
+        put(&k, "s", &format!("pk-{i}"), &format!("second-{i}")).await;
+    }
+    let seen2 = Seen::default();
+    let (stop, h) = spawn_worker(config("app", "s", "w2"), &eddy, dyn_.client(), &seen2);
+    wait_until(20, "10 new records", || seen2.records() >= 10).await;
+    // Give it time to (wrongly) deliver anything old.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    drop(stop);
+    h.await.unwrap();
+    let mut got = seen2.data();
+    got.sort();
+    let mut want: Vec<String> = (0..10).map(|i| format!("second-{i}")).collect();
+    want.sort();
+    assert_eq!(got, want);
+    assert!(
+        seen2
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::Init(_, cp) if cp.starts_with("4"))),
+        "initialized from a sequence-number checkpoint"
+    );
+}
+
+/// Splits and merges while consuming; `efo` picks SubscribeToShard.
+async fn parents_before_children(efo: bool) {
+    let Some(dyn_) = Dynalite::start() else {
+        return;
+    };
+    let eddy = Eddy::start();
+    let k = eddy.client();
+    create_stream(&k, "r", 1).await;
+    for i in 0..10 {
+        put(&k, "r", &format!("k{i}"), &format!("gen0-{i}")).await;
+    }
+    let mut cfg = config("reshard", "r", "w1");
+    if efo {
+        cfg.retrieval = RetrievalMode::FanOut {
+            consumer_name: "reshard-app".into(),
+        };
+    }
+    let seen = Seen::default();
+    let (stop, h) = spawn_worker(cfg, &eddy, dyn_.client(), &seen);
+    wait_until(20, "generation 0", || seen.records() >= 10).await;
+    let mid = (u128::MAX / 2).to_string();
+    k.split_shard()
+        .stream_name("r")
+        .shard_to_split("shardId-000000000000")
+        .new_starting_hash_key(&mid)
+        .send()
+        .await
+        .unwrap();
+    for i in 0..10 {
+        put(&k, "r", &format!("k{i}"), &format!("gen1-{i}")).await;
+    }
+    k.merge_shards()
+        .stream_name("r")
+        .shard_to_merge("shardId-000000000001")
+        .adjacent_shard_to_merge("shardId-000000000002")
+        .send()
+        .await
+        .unwrap();
+    for i in 0..10 {
+        put(&k, "r", &format!("k{i}"), &format!("gen2-{i}")).await;
+    }
+    wait_until(30, "all three generations", || seen.records() >= 30).await;
+    drop(stop);
+    h.await.unwrap();
+    let mut got = seen.data();
+    got.sort();
+    let mut want: Vec<String> = (0..3)
+        .flat_map(|g| (0..10).map(move |i| format!("gen{g}-{i}")))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+    // Order: a shard's records come after its parents ended.
+    let events = seen.events();
+    let pos = |e: &Event| events.iter().position(|x| x == e).unwrap();
+    let end_of = |s: &str| pos(&Event::ShardEnd(s.to_string()));
+    let first_record_of = |s: &str| {
+        events
+            .iter()
+            .position(|e| matches!(e, Event::Record { shard, .. } if shard == s))
+            .unwrap()
+    };
+    for child in ["shardId-000000000001", "shardId-000000000002"] {
+        assert!(end_of("shardId-000000000000") < first_record_of(child));
+    }
+    let merged = "shardId-000000000003";
+    assert!(end_of("shardId-000000000001") < first_record_of(merged));
+    assert!(end_of("shardId-000000000002") < first_record_of(merged));
+    for e in &events {
+        if let Event::Record { shard, data, .. } = e {
+            let expected = match shard.as_str() {
+                "shardId-000000000000" => "gen0",
+                "shardId-000000000003" => "gen2",
+                _ => "gen1",
+            };
+            assert!(data.starts_with(expected), "{data} on {shard}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_processes_children_only_after_their_parents_ended() {
+    parents_before_children(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_processes_children_only_after_their_parents_ended() {
+    parents_before_children(true).await;
+}
+
+/// Reads `n` JSON lines from a running `eddy tail` (and any that follow
+/// within 700 ms), then kills it.
+fn tail_lines(args: &[&str], n: usize) -> Vec<serde_json::Value> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .arg("tail")
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", "secret")
+        .env("AWS_REGION", "us-east-1")
+        .env("EDDY_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut out = Vec::new();
+    while out.len() < n {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("eddy tail prints in time");
+        out.push(serde_json::from_str(&line).unwrap());
+    }
+    // Nothing more (no duplicates, nothing that should have been dropped).
+    while let Ok(line) = rx.recv_timeout(Duration::from_millis(700)) {
+        out.push(serde_json::from_str(&line).unwrap());
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_prints_every_record_as_a_json_line() {
+    let eddy = Eddy::start();
+    let k = eddy.client();
+    create_stream(&k, "t", 3).await;
+    for i in 0..12 {
+        put(&k, "t", &format!("key-{i}"), &format!("text-{i}")).await;
+    }
+    k.put_record()
+        .stream_name("t")
+        .partition_key("bin")
+        .data(Blob::new(vec![0xff, 0xfe, 0x00]))
+        .send()
+        .await
+        .unwrap();
+    let mut agg = eddy_producer::aggregation::Aggregate::new();
+    agg.add("u0", Some("7"), Bytes::from_static(b"user-0"));
+    agg.add("u1", Some("8"), Bytes::from_static(b"user-1"));
+    // A user record hashed to another shard: dropped, as the KCL does.
+    let other_shard = (u128::MAX / 3 * 2).to_string();
+    agg.add("u2", Some(&other_shard), Bytes::from_static(b"user-2"));
+    k.put_record()
+        .stream_name("t")
+        .partition_key("a")
+        .explicit_hash_key("7")
+        .data(Blob::new(agg.encode().to_vec()))
+        .send()
+        .await
+        .unwrap();
+    let ep = eddy.endpoint();
+    for efo in [false, true] {
+        let mut args = vec!["--stream", "t", "--endpoint", &ep];
+        if efo {
+            args.push("--efo");
+        }
+        let lines = tokio::task::spawn_blocking({
+            let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            move || tail_lines(&args.iter().map(String::as_str).collect::<Vec<_>>(), 15)
+        })
+        .await
+        .unwrap();
+        assert_eq!(lines.len(), 15, "efo={efo}: {lines:?}");
+        let mut texts: Vec<&str> = lines
+            .iter()
+            .filter(|l| l.get("dataEncoding").is_none())
+            .map(|l| l["data"].as_str().unwrap())
+            .collect();
+        texts.sort();
+        let mut want: Vec<String> = (0..12).map(|i| format!("text-{i}")).collect();
+        want.push("user-0".into());
+        want.push("user-1".into());
+        want.sort();
+        assert_eq!(texts, want, "efo={efo}");
+        let bin = lines
+            .iter()
+            .find(|l| l["partitionKey"] == "bin")
+            .expect("binary record");
+        assert_eq!(bin["data"], "//4A");
+        assert_eq!(bin["dataEncoding"], "base64");
+        for l in &lines {
+            assert!(l["shardId"].as_str().unwrap().starts_with("shardId-"));
+            assert!(l["sequenceNumber"].as_str().unwrap().len() > 20);
+            assert!(
+                l["approximateArrivalTimestamp"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with('Z')
+            );
+            let aggregated = l["data"].as_str().unwrap().starts_with("user-");
+            assert_eq!(l.get("subSequenceNumber").is_some(), aggregated, "{l}");
+        }
+        let u1 = lines.iter().find(|l| l["data"] == "user-1").unwrap();
+        assert_eq!(u1["subSequenceNumber"], 1);
+        assert_eq!(u1["partitionKey"], "u1");
+        assert!(!lines.iter().any(|l| l["data"] == "user-2"));
+    }
+}
