@@ -99,6 +99,8 @@ PY
 }
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# CPU ticks (1/100 s) used so far by a process: utime + stime.
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 
 stop_server() {
     local pid="$1"
@@ -173,15 +175,20 @@ for round in $(seq 1 "$RUNS"); do
         log "$name ready in ${ready_ms} ms, idle RSS ${rss} kB; running eddy bench"
         load="$(cut -d' ' -f1 /proc/loadavg)"
         status=ok
+        cpu0="$(cpu_ticks "$pid")"
+        t0="$(date +%s.%N)"
         if ! "$EDDY" bench --endpoint "http://127.0.0.1:$port" --json "${COMMON_ARGS[@]}" "${EXTRA_ARGS[@]}" \
             >"$OUT_DIR/$name-$round.json" 2>"$OUT_DIR/$name-$round.bench.log"; then
             status=failed
             log "eddy bench against $name failed; see $OUT_DIR/$name-$round.bench.log"
         fi
+        cpu1="$(cpu_ticks "$pid")"
+        t1="$(date +%s.%N)"
+        server_cores="$(awk -v c0="$cpu0" -v c1="$cpu1" -v t0="$t0" -v t1="$t1" 'BEGIN {printf "%.3f", (c1 - c0) / 100 / (t1 - t0)}')"
         stop_server "$pid"
         rm -rf "$data"
-        printf '{"server":"%s","round":%d,"ready_ms":%s,"idle_rss_kb":%s,"load1":%s,"status":"%s"}\n' \
-            "$name" "$round" "$ready_ms" "$rss" "$load" "$status" >>"$OUT_DIR/startup.jsonl"
+        printf '{"server":"%s","round":%d,"ready_ms":%s,"idle_rss_kb":%s,"load1":%s,"server_cores":%s,"status":"%s"}\n' \
+            "$name" "$round" "$ready_ms" "$rss" "$load" "$server_cores" "$status" >>"$OUT_DIR/startup.jsonl"
     done
 done
 
@@ -216,6 +223,8 @@ metrics = [
     ("put-to-visible achieved rate/s", lambda s, b: get(b, "put_to_visible", "send_rate"), "{:,.0f}", True),
     ("time to first answer ms", lambda s, b: s["ready_ms"], "{:.1f}", False),
     ("idle RSS MB", lambda s, b: s["idle_rss_kb"] / 1024, "{:.1f}", False),
+    ("server CPU cores, average over the bench", lambda s, b: s.get("server_cores"), "{:.2f}", False),
+    ("generator CPU cores, PutRecords phase", lambda s, b: get(b, "put_records", "generator_cpu_cores"), "{:.2f}", False),
 ]
 
 med = {}

@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 
 use super::body;
 use super::client::{Conn, Endpoint, Outcome};
-use super::stats::{Counters, ErrorTally, Failure, Progress, Quantiles, backoff};
+use super::stats::{Counters, CpuMeter, ErrorTally, Failure, Progress, Quantiles, backoff};
 use super::stream::{self, Shard};
 
 pub const PUT_RECORDS: &str = "Kinesis_20131202.PutRecords";
@@ -36,6 +36,8 @@ pub struct Throughput {
     /// Per-request latency (send to full answer).
     pub request_latency: Option<Quantiles>,
     pub errors: Vec<ErrorTally>,
+    /// CPU cores the load generator itself used during the phase.
+    pub generator_cpu_cores: Option<f64>,
 }
 
 /// Result of reading back everything that was written.
@@ -51,6 +53,8 @@ pub struct Drain {
     pub records_per_s: f64,
     pub mb_per_s: f64,
     pub errors: Vec<ErrorTally>,
+    /// CPU cores the load generator itself used during the phase.
+    pub generator_cpu_cores: Option<f64>,
 }
 
 /// Result of the put-to-visible phase.
@@ -78,6 +82,8 @@ pub struct Visibility {
     pub empty_polls: u64,
     pub throttled_polls: u64,
     pub errors: Vec<ErrorTally>,
+    /// CPU cores the load generator itself used during the phase.
+    pub generator_cpu_cores: Option<f64>,
 }
 
 /// Shared settings of all phases.
@@ -113,6 +119,7 @@ pub async fn throughput(
         conns.push(c);
     }
     let start = Instant::now();
+    let cpu = CpuMeter::start();
     let deadline = start + duration;
     let record_size = ctx.record_size as u64;
     let mut set = JoinSet::new();
@@ -184,6 +191,7 @@ pub async fn throughput(
         mb_per_s: counters.bytes.load(Ordering::Relaxed) as f64 / seconds / 1e6,
         request_latency: Quantiles::from_micros(lat),
         errors: counters.errors.tallies(),
+        generator_cpu_cores: cpu.cores(),
     }
 }
 
@@ -216,6 +224,7 @@ pub async fn drain(
     let counters = Arc::new(Counters::default());
     let progress = Progress::start("GetRecords drain", counters.clone(), None);
     let start = Instant::now();
+    let cpu = CpuMeter::start();
     let deadline = start + max_time;
     let mut set = JoinSet::new();
     for shard in shards {
@@ -283,6 +292,7 @@ pub async fn drain(
         records_per_s: records as f64 / seconds,
         mb_per_s: bytes as f64 / seconds / 1e6,
         errors: counters.errors.tallies(),
+        generator_cpu_cores: cpu.cores(),
     }
 }
 
@@ -327,6 +337,7 @@ pub async fn visibility(
     let mut reader_conn = Conn::new(ctx.ep.clone());
     reader_conn.warm().await?;
     let t0 = Instant::now() + Duration::from_millis(20);
+    let cpu = CpuMeter::start();
     let writers_done = Arc::new(AtomicBool::new(false));
 
     // Reader.
@@ -472,5 +483,6 @@ pub async fn visibility(
         empty_polls: empty,
         throttled_polls: throttled,
         errors: counters.errors.tallies(),
+        generator_cpu_cores: cpu.cores(),
     })
 }

@@ -147,6 +147,36 @@ pub fn table(s: &Summary) -> String {
             v.throttled_polls,
         );
     }
+    let cpu: Vec<String> = [
+        (
+            "PutRecords",
+            s.put_records.as_ref().and_then(|t| t.generator_cpu_cores),
+        ),
+        (
+            "PutRecord",
+            s.put_record.as_ref().and_then(|t| t.generator_cpu_cores),
+        ),
+        (
+            "drain",
+            s.get_records.as_ref().and_then(|d| d.generator_cpu_cores),
+        ),
+        (
+            "put-to-visible",
+            s.put_to_visible
+                .as_ref()
+                .and_then(|v| v.generator_cpu_cores),
+        ),
+    ]
+    .iter()
+    .filter_map(|(name, c)| c.map(|c| format!("{name} {c:.2}")))
+    .collect();
+    if !cpu.is_empty() {
+        let _ = writeln!(
+            out,
+            "CPU cores used by the load generator itself: {}.",
+            cpu.join(", ")
+        );
+    }
     let mut any = String::new();
     if let Some(t) = &s.put_records {
         errors(&mut any, "PutRecords", &t.errors);

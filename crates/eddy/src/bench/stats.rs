@@ -12,6 +12,41 @@ use serde::Serialize;
 use super::body;
 use super::client::Outcome;
 
+/// Total CPU ticks (user + system) from the text of a `/proc/PID/stat`.
+pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    // The command name may hold spaces and parentheses: fields are counted
+    // from the last ')'. utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// How much CPU the load generator itself uses during a phase, to show
+/// whether it could be the bottleneck (Linux only; `None` elsewhere).
+pub struct CpuMeter {
+    ticks: Option<u64>,
+    start: Instant,
+}
+
+impl CpuMeter {
+    fn now() -> Option<u64> {
+        parse_cpu_ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)
+    }
+
+    pub fn start() -> CpuMeter {
+        CpuMeter {
+            ticks: Self::now(),
+            start: Instant::now(),
+        }
+    }
+
+    /// Cores used on average since `start` (ticks are 1/100 s on Linux).
+    pub fn cores(&self) -> Option<f64> {
+        let used = Self::now()?.checked_sub(self.ticks?)? as f64 / 100.0;
+        Some(used / self.start.elapsed().as_secs_f64().max(1e-9))
+    }
+}
+
 /// Nearest-rank percentile of an ascending slice (`p` in 0..=100).
 pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
     if sorted.is_empty() {
@@ -223,6 +258,13 @@ fn progress_line(
 mod tests {
     use super::*;
     use bytes::Bytes;
+
+    #[test]
+    fn cpu_ticks_are_read_after_the_command_name() {
+        let stat = "123 (my (odd) cmd) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0";
+        assert_eq!(parse_cpu_ticks(stat), Some(300));
+        assert_eq!(parse_cpu_ticks("garbage"), None);
+    }
 
     #[test]
     fn percentile_uses_nearest_rank() {
