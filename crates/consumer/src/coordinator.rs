@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use rand::seq::SliceRandom;
 
 use crate::lease::{Lease, LeaseError, LeaseStore};
-use crate::processor::HeldLease;
+use crate::processor::{HeldLease, Reread};
+use std::sync::atomic::Ordering;
 
 /// What to take in one round, given every lease, which of them look expired,
 /// who we are and how many we may steal at once. Finished (SHARD_END) leases
@@ -135,10 +136,23 @@ impl<S: LeaseStore> LeaseCoordinator<S> {
         };
         // Leases the table says are ours but we do not hold (a restart with
         // the same worker id) count as expired only by the clock above.
-        let chosen = select_leases_to_take(&all, is_expired, &self.worker_id, self.max_steal);
+        let chosen: Vec<(Lease, bool)> =
+            select_leases_to_take(&all, &is_expired, &self.worker_id, self.max_steal)
+                .into_iter()
+                .map(|l| {
+                    let live = !is_expired(&l);
+                    (l, live)
+                })
+                .collect();
         let mut taken = Vec::new();
-        for l in chosen {
-            match self.store.take_lease(&l, &self.worker_id).await {
+        for (l, live) in chosen {
+            let steal = live && matches!(&l.lease_owner, Some(o) if o != &self.worker_id);
+            let result = if steal {
+                self.store.request_handoff(&l, &self.worker_id).await
+            } else {
+                self.store.take_lease(&l, &self.worker_id).await
+            };
+            match result {
                 Ok(new) => {
                     if let Some(prev) = &l.lease_owner
                         && prev != &self.worker_id
@@ -152,16 +166,11 @@ impl<S: LeaseStore> LeaseCoordinator<S> {
                     self.observed
                         .insert(new.lease_key.clone(), (new.lease_counter, now));
                     taken.push(new.lease_key.clone());
-                    self.held.insert(
-                        new.lease_key.clone(),
-                        (
-                            Arc::new(HeldLease {
-                                lease: tokio::sync::Mutex::new(new),
-                                store: self.store.clone(),
-                            }),
-                            now,
-                        ),
-                    );
+                    let held = HeldLease::new(new.clone(), self.store.clone(), &self.worker_id);
+                    held.awaiting_handoff
+                        .store(new.checkpoint_owner.is_some(), Ordering::SeqCst);
+                    self.held
+                        .insert(new.lease_key.clone(), (Arc::new(held), now));
                 }
                 Err(e) if e.is_condition_failed() => {}
                 Err(e) => return Err(e),
@@ -171,13 +180,20 @@ impl<S: LeaseStore> LeaseCoordinator<S> {
         Ok(taken)
     }
 
-    /// Renews every held lease. Returns the keys lost: someone else changed
-    /// them, or renewal kept failing for a whole lease duration.
+    /// Renews every held lease. Returns the keys lost: someone else took
+    /// them (or asked for them: then the lease's `is_handing_off`), or
+    /// renewal kept failing for a whole lease duration.
     pub async fn renew_leases(&mut self, now: Instant) -> Vec<String> {
         let mut lost = Vec::new();
         for (key, (held, renewed)) in self.held.iter_mut() {
             let mut lease = held.lease.lock().await;
-            match self.store.renew_lease(&lease).await {
+            let mut result = self.store.renew_lease(&lease).await;
+            if let Err(LeaseError::ConditionFailed(_)) = &result
+                && let Reread::Mine = held.reread(&mut lease).await
+            {
+                result = self.store.renew_lease(&lease).await;
+            }
+            match result {
                 Ok(new) => {
                     *lease = new;
                     *renewed = now;

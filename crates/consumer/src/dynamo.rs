@@ -317,6 +317,50 @@ impl LeaseStore for DynamoLeaseStore {
         .await
     }
 
+    async fn request_handoff(&self, lease: &Lease, new_owner: &str) -> Result<Lease, LeaseError> {
+        let Some(current) = &lease.lease_owner else {
+            return self.take_lease(lease, new_owner).await;
+        };
+        self.update(
+            &lease.lease_key,
+            vec![
+                ("leaseCounter", equals(n(lease.lease_counter))),
+                ("leaseOwner", equals(s(current))),
+            ],
+            vec![
+                ("leaseOwner", put(s(new_owner))),
+                ("checkpointOwner", put(s(current))),
+                ("leaseCounter", put(n(lease.lease_counter + 1))),
+                (
+                    "ownerSwitchesSinceCheckpoint",
+                    AttributeValueUpdate::builder()
+                        .action(AttributeAction::Add)
+                        .value(n(1))
+                        .build(),
+                ),
+            ],
+        )
+        .await
+    }
+
+    async fn complete_handoff(&self, lease: &Lease) -> Result<Lease, LeaseError> {
+        let Some(owner) = &lease.checkpoint_owner else {
+            return Err(LeaseError::ConditionFailed(lease.lease_key.clone()));
+        };
+        self.update(
+            &lease.lease_key,
+            vec![
+                ("leaseCounter", equals(n(lease.lease_counter))),
+                ("checkpointOwner", equals(s(owner))),
+            ],
+            vec![
+                ("checkpointOwner", delete()),
+                ("leaseCounter", put(n(lease.lease_counter + 1))),
+            ],
+        )
+        .await
+    }
+
     async fn evict_lease(&self, lease: &Lease) -> Result<Lease, LeaseError> {
         self.update(
             &lease.lease_key,
@@ -342,6 +386,10 @@ impl LeaseStore for DynamoLeaseStore {
             vec![
                 ("leaseCounter", equals(n(lease.lease_counter))),
                 ("leaseOwner", owner_expectation(&lease.lease_owner)),
+                (
+                    "checkpointOwner",
+                    owner_expectation(&lease.checkpoint_owner),
+                ),
             ],
             vec![
                 ("checkpoint", put(s(checkpoint.as_attribute()))),

@@ -185,10 +185,26 @@ pub trait LeaseStore: Send + Sync + 'static {
         lease: &Lease,
         owner: &str,
     ) -> impl Future<Output = Result<Lease, LeaseError>> + Send;
+    /// Graceful steal (KCL 3's hand-off): `Expected{leaseCounter=N,
+    /// leaseOwner=current}`, PUT leaseOwner=`new_owner`,
+    /// checkpointOwner=current and leaseCounter N+1. The current owner may
+    /// still checkpoint (as checkpointOwner) and then completes the hand-off.
+    fn request_handoff(
+        &self,
+        lease: &Lease,
+        new_owner: &str,
+    ) -> impl Future<Output = Result<Lease, LeaseError>> + Send;
+    /// Ends a hand-off: `Expected{leaseCounter=N, checkpointOwner=owner}`,
+    /// DELETE checkpointOwner, PUT leaseCounter N+1.
+    fn complete_handoff(
+        &self,
+        lease: &Lease,
+    ) -> impl Future<Output = Result<Lease, LeaseError>> + Send;
     /// Evict (release): `Expected{leaseOwner=owner}`, DELETE leaseOwner, PUT
     /// leaseCounter N+1.
     fn evict_lease(&self, lease: &Lease) -> impl Future<Output = Result<Lease, LeaseError>> + Send;
-    /// Checkpoint: `Expected{leaseCounter=N, leaseOwner=owner}`, PUT
+    /// Checkpoint: `Expected{leaseCounter=N, leaseOwner=owner,
+    /// checkpointOwner=as seen (absent, or the owner handing off)}`, PUT
     /// checkpoint, checkpointSubSequenceNumber, ownerSwitchesSinceCheckpoint=0
     /// and leaseCounter N+1.
     fn update_checkpoint(
@@ -271,6 +287,34 @@ impl LeaseStore for MemoryLeaseStore {
         )
     }
 
+    async fn request_handoff(&self, lease: &Lease, new_owner: &str) -> Result<Lease, LeaseError> {
+        self.update(
+            &lease.lease_key,
+            |l| l.lease_counter == lease.lease_counter && l.lease_owner == lease.lease_owner,
+            |l| {
+                l.checkpoint_owner = l.lease_owner.take();
+                l.lease_owner = Some(new_owner.to_string());
+                l.lease_counter += 1;
+                l.owner_switches_since_checkpoint += 1;
+            },
+        )
+    }
+
+    async fn complete_handoff(&self, lease: &Lease) -> Result<Lease, LeaseError> {
+        self.update(
+            &lease.lease_key,
+            |l| {
+                l.lease_counter == lease.lease_counter
+                    && lease.checkpoint_owner.is_some()
+                    && l.checkpoint_owner == lease.checkpoint_owner
+            },
+            |l| {
+                l.checkpoint_owner = None;
+                l.lease_counter += 1;
+            },
+        )
+    }
+
     async fn evict_lease(&self, lease: &Lease) -> Result<Lease, LeaseError> {
         self.update(
             &lease.lease_key,
@@ -289,7 +333,11 @@ impl LeaseStore for MemoryLeaseStore {
     ) -> Result<Lease, LeaseError> {
         self.update(
             &lease.lease_key,
-            |l| l.lease_counter == lease.lease_counter && l.lease_owner == lease.lease_owner,
+            |l| {
+                l.lease_counter == lease.lease_counter
+                    && l.lease_owner == lease.lease_owner
+                    && l.checkpoint_owner == lease.checkpoint_owner
+            },
             |l| {
                 l.checkpoint = checkpoint.clone();
                 l.owner_switches_since_checkpoint = 0;

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -67,12 +68,64 @@ pub enum CheckpointError {
 pub(crate) struct HeldLease<S> {
     pub lease: Mutex<Lease>,
     pub store: Arc<S>,
+    pub worker_id: String,
+    /// Another worker asked for this lease (graceful steal): checkpoint once
+    /// more, then hand it over.
+    pub handing_off: AtomicBool,
+    /// We stole this lease: wait for the previous owner to hand it over.
+    pub awaiting_handoff: AtomicBool,
+}
+
+/// What a failed conditional update turned out to mean.
+pub(crate) enum Reread {
+    /// Still ours (someone handing it to us changed the counter): retry.
+    Mine,
+    /// Another worker asked for it and we may still checkpoint.
+    HandingOff,
+    Lost,
 }
 
 impl<S: LeaseStore> HeldLease<S> {
+    pub fn new(lease: Lease, store: Arc<S>, worker_id: &str) -> HeldLease<S> {
+        HeldLease {
+            lease: Mutex::new(lease),
+            store,
+            worker_id: worker_id.to_string(),
+            handing_off: AtomicBool::new(false),
+            awaiting_handoff: AtomicBool::new(false),
+        }
+    }
+
+    pub fn is_handing_off(&self) -> bool {
+        self.handing_off.load(Ordering::SeqCst)
+    }
+
+    /// After a failed condition: reads the item and adopts it as our view
+    /// when it is still ours or being handed off by us.
+    pub async fn reread(&self, lease: &mut Lease) -> Reread {
+        match self.store.get_lease(&lease.lease_key).await {
+            Ok(Some(l)) if l.lease_owner.as_deref() == Some(&self.worker_id) => {
+                *lease = l;
+                Reread::Mine
+            }
+            Ok(Some(l)) if l.checkpoint_owner.as_deref() == Some(&self.worker_id) => {
+                *lease = l;
+                self.handing_off.store(true, Ordering::SeqCst);
+                Reread::HandingOff
+            }
+            _ => Reread::Lost,
+        }
+    }
+
     pub async fn checkpoint(&self, cp: Checkpoint) -> Result<(), CheckpointError> {
         let mut lease = self.lease.lock().await;
-        match self.store.update_checkpoint(&lease, &cp).await {
+        let mut result = self.store.update_checkpoint(&lease, &cp).await;
+        if let Err(LeaseError::ConditionFailed(_)) = &result
+            && !matches!(self.reread(&mut lease).await, Reread::Lost)
+        {
+            result = self.store.update_checkpoint(&lease, &cp).await;
+        }
+        match result {
             Ok(new) => {
                 *lease = new;
                 Ok(())
@@ -88,6 +141,15 @@ impl<S: LeaseStore> HeldLease<S> {
                     }),
                 }
             }
+        }
+    }
+
+    /// Ends our side of a hand-off: the new owner may start.
+    pub async fn complete_handoff(&self) {
+        let mut lease = self.lease.lock().await;
+        match self.store.complete_handoff(&lease).await {
+            Ok(new) => *lease = new,
+            Err(e) => tracing::debug!(shard = %lease.lease_key, "completing hand-off: {e}"),
         }
     }
 }

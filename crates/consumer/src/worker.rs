@@ -114,6 +114,8 @@ enum Stop {
     Running,
     LeaseLost,
     Shutdown,
+    /// Another worker asked for the lease: final checkpoint, then hand over.
+    HandOff,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,9 +123,11 @@ enum Outcome {
     ShardEnded,
     LeaseLost,
     Shutdown,
+    HandedOff,
 }
 
-struct ShardTask {
+struct ShardTask<S> {
+    held: Arc<HeldLease<S>>,
     stop: watch::Sender<Stop>,
     handle: JoinHandle<Outcome>,
 }
@@ -178,7 +182,7 @@ where
         });
         let mut coord =
             LeaseCoordinator::new(self.store.clone(), &cfg.worker_id, cfg.lease_duration);
-        let mut tasks: HashMap<String, ShardTask> = HashMap::new();
+        let mut tasks: HashMap<String, ShardTask<S>> = HashMap::new();
         tokio::pin!(shutdown);
         let tick = cfg
             .renew_interval
@@ -197,9 +201,15 @@ where
             }
             if now >= next_renew {
                 for key in coord.renew_leases(now.into_std()).await {
-                    tracing::info!(shard = %key, worker = %cfg.worker_id, "lease lost");
                     if let Some(t) = tasks.get(&key) {
-                        let _ = t.stop.send(Stop::LeaseLost);
+                        let stop = if t.held.is_handing_off() {
+                            tracing::info!(shard = %key, worker = %cfg.worker_id, "handing lease over");
+                            Stop::HandOff
+                        } else {
+                            tracing::info!(shard = %key, worker = %cfg.worker_id, "lease lost");
+                            Stop::LeaseLost
+                        };
+                        let _ = t.stop.send(stop);
                     }
                 }
                 next_renew = now + cfg.renew_interval;
@@ -218,7 +228,7 @@ where
                         // Children may be ready now.
                         next_take = now;
                     }
-                    Ok(Outcome::LeaseLost) => coord.forget(&key),
+                    Ok(Outcome::LeaseLost | Outcome::HandedOff) => coord.forget(&key),
                     Ok(Outcome::Shutdown) => {}
                     Err(e) => {
                         tracing::error!(shard = %key, "shard task failed: {e}");
@@ -245,8 +255,9 @@ where
                 let held = coord.held(&key).expect("held");
                 let (stop, stop_rx) = watch::channel(Stop::Running);
                 let processor = (self.factory)();
-                let handle = tokio::spawn(run_shard(shared.clone(), held, processor, stop_rx));
-                tasks.insert(key, ShardTask { stop, handle });
+                let handle =
+                    tokio::spawn(run_shard(shared.clone(), held.clone(), processor, stop_rx));
+                tasks.insert(key, ShardTask { held, stop, handle });
             }
             tokio::select! {
                 _ = &mut shutdown => break,
@@ -483,12 +494,51 @@ async fn run_shard<S: LeaseStore, P: RecordProcessor>(
     mut processor: P,
     mut stop: watch::Receiver<Stop>,
 ) -> Outcome {
-    let lease = held.lease.lock().await.clone();
-    let shard_id = lease.lease_key.clone();
     let stopped = |stop: &watch::Receiver<Stop>| match *stop.borrow() {
         Stop::LeaseLost => Outcome::LeaseLost,
+        Stop::HandOff => Outcome::HandedOff,
         _ => Outcome::Shutdown,
     };
+    // A stolen lease: wait until the previous owner checkpointed and handed
+    // it over (or for a lease duration, if it died meanwhile).
+    if held
+        .awaiting_handoff
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        let key = held.lease.lock().await.lease_key.clone();
+        let deadline = Instant::now() + shared.cfg.lease_duration;
+        loop {
+            match shared.store.get_lease(&key).await {
+                Ok(Some(l)) if l.lease_owner.as_deref() != Some(&shared.cfg.worker_id) => {
+                    return Outcome::LeaseLost;
+                }
+                Ok(Some(l)) if l.checkpoint_owner.is_none() => {
+                    *held.lease.lock().await = l;
+                    break;
+                }
+                Ok(Some(l)) if Instant::now() >= deadline => {
+                    // The previous owner is gone: take it for good.
+                    let mut view = held.lease.lock().await;
+                    match shared.store.take_lease(&l, &shared.cfg.worker_id).await {
+                        Ok(new) => {
+                            *view = new;
+                            break;
+                        }
+                        Err(_) => return Outcome::LeaseLost,
+                    }
+                }
+                Ok(_) | Err(_) => {}
+            }
+            if or_stop(&mut stop, tokio::time::sleep(Duration::from_millis(100)))
+                .await
+                .is_none()
+            {
+                return stopped(&stop);
+            }
+        }
+    }
+    let lease = held.lease.lock().await.clone();
+    let shard_id = lease.lease_key.clone();
     if lease.checkpoint.is_shard_end() {
         return Outcome::ShardEnded;
     }
@@ -515,7 +565,11 @@ async fn run_shard<S: LeaseStore, P: RecordProcessor>(
         .await
         .is_none()
         {
-            return stopped(&stop);
+            let o = stopped(&stop);
+            if o == Outcome::HandedOff {
+                held.complete_handoff().await;
+            }
+            return o;
         }
     }
     let start = lease.checkpoint.clone();
@@ -606,6 +660,9 @@ async fn run_shard<S: LeaseStore, P: RecordProcessor>(
             if checkpointer.lost {
                 break Outcome::LeaseLost;
             }
+            if held.is_handing_off() {
+                break Outcome::HandedOff;
+            }
         }
         if let Some(children) = batch.end {
             checkpointer.at_shard_end = true;
@@ -639,6 +696,10 @@ async fn run_shard<S: LeaseStore, P: RecordProcessor>(
     match outcome {
         Outcome::LeaseLost => processor.lease_lost().await,
         Outcome::Shutdown => processor.shutdown_requested(&mut checkpointer).await,
+        Outcome::HandedOff => {
+            processor.shutdown_requested(&mut checkpointer).await;
+            held.complete_handoff().await;
+        }
         Outcome::ShardEnded => {}
     }
     outcome

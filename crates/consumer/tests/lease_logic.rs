@@ -16,6 +16,9 @@ use eddy_consumer::{
     select_leases_to_take,
 };
 
+#[path = "support/store_conditions.rs"]
+mod store_conditions;
+
 const DURATION: Duration = Duration::from_secs(10);
 
 fn owned(key: &str, owner: Option<&str>) -> Lease {
@@ -79,6 +82,43 @@ async fn updates_fail_once_someone_else_changed_the_lease() {
     );
     let freed = s.evict_lease(&cp).await.unwrap();
     assert_eq!(freed.lease_owner, None);
+}
+
+#[tokio::test]
+async fn the_memory_store_enforces_the_kcl_conditions() {
+    store_conditions::check_store_conditions(&MemoryLeaseStore::new()).await;
+}
+
+#[tokio::test]
+async fn a_stolen_lease_moves_only_after_its_owner_hands_it_over() {
+    let s = store_with(&["s0", "s1"]).await;
+    let t0 = Instant::now();
+    let mut w1 = LeaseCoordinator::new(s.clone(), "w1", DURATION);
+    let mut w2 = LeaseCoordinator::new(s.clone(), "w2", DURATION);
+    w1.take_leases(t0).await.unwrap();
+    let stolen = w2.take_leases(t0).await.unwrap();
+    assert_eq!(stolen.len(), 1);
+    let l = s.get_lease(&stolen[0]).await.unwrap().unwrap();
+    assert_eq!(l.lease_owner.as_deref(), Some("w2"));
+    assert_eq!(
+        l.checkpoint_owner.as_deref(),
+        Some("w1"),
+        "w1 may still checkpoint it"
+    );
+    assert_eq!(w1.renew_leases(t0).await, stolen, "w1 lets it go");
+    // w2 keeps renewing it meanwhile, also after w1 checkpoints through it.
+    assert!(w2.renew_leases(t0).await.is_empty());
+    let mut view = s.get_lease(&stolen[0]).await.unwrap().unwrap();
+    view = s
+        .update_checkpoint(&view, &Checkpoint::at("77", 0))
+        .await
+        .unwrap();
+    s.complete_handoff(&view).await.unwrap();
+    assert!(
+        w2.renew_leases(t0).await.is_empty(),
+        "the hand-off's counter changes are not a loss"
+    );
+    assert_eq!(w2.held_keys(), stolen);
 }
 
 #[test]

@@ -164,6 +164,14 @@ impl RecordProcessor for Printer {
         event("leaseLost", &self.shard, None);
     }
 
+    async fn shutdown_requested(&mut self, cp: &mut Checkpointer) {
+        match cp.checkpoint().await {
+            Ok(()) | Err(CheckpointError::NothingToCheckpoint) => {}
+            Err(e) => tracing::warn!("final checkpoint: {e}"),
+        }
+        event("shutdown", &self.shard, None);
+    }
+
     async fn shard_ended(&mut self, cp: &mut Checkpointer) {
         match cp.checkpoint_shard_end().await {
             Ok(()) => event("shardEnd", &self.shard, None),

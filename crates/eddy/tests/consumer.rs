@@ -5,6 +5,8 @@
 
 mod common;
 mod consumer_common;
+#[path = "../../consumer/tests/support/store_conditions.rs"]
+mod store_conditions;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -157,6 +159,23 @@ async fn lease_item(
         .unwrap()
         .item
         .expect("lease item exists")
+}
+
+#[tokio::test]
+async fn the_lease_table_on_dynalite_enforces_the_kcl_conditions() {
+    let Some(dyn_) = Dynalite::start() else {
+        return;
+    };
+    let store = DynamoLeaseStore::new(dyn_.client(), "conditions");
+    store_conditions::check_store_conditions(&store).await;
+    // The items carry the KCL's attribute names and types.
+    let item = lease_item(&dyn_.client(), "conditions", "c-0").await;
+    assert!(item["leaseCounter"].as_n().is_ok());
+    assert_eq!(item["leaseOwner"].as_s().unwrap(), "w3");
+    assert!(item["checkpointSubSequenceNumber"].as_n().is_ok());
+    assert!(item["ownerSwitchesSinceCheckpoint"].as_n().is_ok());
+    assert_eq!(item["parentShardId"].as_ss().unwrap(), &["p-0", "p-1"]);
+    assert!(!item.contains_key("checkpointOwner"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
