@@ -99,7 +99,9 @@ async fn serve(cfg: config::ServeConfig, started: Instant) -> anyhow::Result<()>
     let streams =
         eddy_streams::Streams::open(scfg, log.clone()).context("opening stream metadata")?;
     streams.spawn_autoscaler();
-    let app = eddy_server::App::new(streams);
+    let dynamo = eddy_dynamo::Dynamo::open(cfg.data_dir.join("dynamo"))
+        .context("opening DynamoDB tables")?;
+    let app = eddy_server::App::new(streams, dynamo);
     let server = eddy_server::Server::bind(cfg.listen, app)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use eddy_dynamo::Dynamo;
 use eddy_streams::Streams;
 use eddy_wire::{ErrorResponse, Protocol, RequestHead, Service};
 use std::pin::Pin;
@@ -38,14 +39,18 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Everything a request may be routed to.
 pub struct App {
     pub streams: Streams,
+    pub dynamo: Dynamo,
     kinesis: &'static Service,
+    dynamodb: &'static Service,
 }
 
 impl App {
-    pub fn new(streams: Streams) -> Arc<App> {
+    pub fn new(streams: Streams, dynamo: Dynamo) -> Arc<App> {
         Arc::new(App {
             streams,
+            dynamo,
             kinesis: eddy_wire::kinesis(),
+            dynamodb: eddy_wire::dynamodb(),
         })
     }
 }
@@ -154,6 +159,37 @@ async fn subscribe(app: &App, input: &eddy_wire::Value, protocol: Protocol) -> R
     )
 }
 
+/// Answers a DynamoDB request (`X-Amz-Target: DynamoDB_20120810.*`). The
+/// operation runs on a blocking thread: writes wait for fsync.
+async fn dynamodb(app: &App, head: &RequestHead<'_>, body: &[u8]) -> Response<Body> {
+    let service = app.dynamodb;
+    let (op, protocol, input) = match service.accept(head, body) {
+        Ok(x) => x,
+        Err(e) => return error_response(e),
+    };
+    let content_type = service.content_type(protocol);
+    if !eddy_dynamo::OPERATIONS.contains(&op.name.as_str()) {
+        let e = eddy_wire::AwsError::new(
+            "UnknownOperationException",
+            format!("{} is not supported by Eddy yet.", op.name),
+        );
+        return error_response(service.error_reply(&e, protocol));
+    }
+    let dynamo = app.dynamo.clone();
+    let name = op.name.clone();
+    match tokio::task::spawn_blocking(move || dynamo.handle(&name, &input)).await {
+        Ok(Ok(output)) => respond(200, content_type, service.encode(op, protocol, &output)),
+        Ok(Err(e)) => {
+            tracing::debug!(op = %op.name, error = %e, "request failed");
+            respond(e.status(), content_type, e.body(service))
+        }
+        Err(e) => {
+            let e = eddy_wire::AwsError::new("InternalServerError", e.to_string()).with_status(500);
+            error_response(service.error_reply(&e, protocol))
+        }
+    }
+}
+
 /// Handles one HTTP request end to end.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let (parts, body) = req.into_parts();
@@ -179,6 +215,9 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         has_date: parts.headers.contains_key("x-amz-date") || parts.headers.contains_key("date"),
         body_is_empty: body.is_empty(),
     };
+    if head.target.and_then(|t| t.split('.').next()) == Some(app.dynamodb.target_prefix()) {
+        return dynamodb(&app, &head, &body).await;
+    }
     let service = app.kinesis;
     // Front door, decoding and validation, in AWS's order.
     let (op, protocol, input) = match service.accept(&head, &body) {

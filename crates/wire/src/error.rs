@@ -44,7 +44,9 @@ impl AwsError {
     /// The JSON key of the message: AWS (Coral) writes `Message` for
     /// `SerializationException` and `message` for everything else.
     pub fn message_key(&self) -> &'static str {
-        if self.code == "SerializationException" {
+        if self.code == "SerializationException"
+            || self.code == "com.amazon.coral.service#SerializationException"
+        {
             "Message"
         } else {
             "message"

@@ -21,6 +21,8 @@ pub struct RequestHead<'a> {
     pub body_is_empty: bool,
 }
 
+const JSON_1_1: &str = "application/x-amz-json-1.1";
+
 const ACCESS_DENIED: &str = "Unable to determine service/operation name to be authorized";
 
 fn access_denied() -> ErrorResponse {
@@ -145,19 +147,20 @@ impl Service {
             return Err(access_denied());
         }
         let op = self.operation_for_target(head.target);
-        let protocol = head.content_type.and_then(Protocol::from_content_type);
+        let protocol = head.content_type.and_then(|c| self.protocol_for(c));
         if head.body_is_empty {
             let code = if op.is_some() {
                 "SerializationException"
             } else {
                 "UnknownOperationException"
             };
-            let reply = if protocol == Some(Protocol::Json) {
+            let reply = if protocol == Some(Protocol::Json) || self.protocol_for(JSON_1_1).is_none()
+            {
                 Protocol::Json
             } else {
                 Protocol::Cbor
             };
-            return Err((AwsError::bare(code), reply).into());
+            return Err(self.error_reply(&AwsError::bare(code), reply));
         }
         let Some(protocol) = protocol else {
             return Err(match Self::split_target(head.target) {
@@ -166,7 +169,7 @@ impl Service {
             });
         };
         let Some(op) = op else {
-            return Err((AwsError::bare("UnknownOperationException"), protocol).into());
+            return Err(self.error_reply(&AwsError::bare("UnknownOperationException"), protocol));
         };
 
         let auth_query = head
@@ -174,29 +177,30 @@ impl Service {
             .is_some_and(|q| query_pairs(q).any(|(k, _)| k == "X-Amz-Algorithm"));
         match (head.authorization.is_some(), auth_query) {
             (true, true) => {
-                return Err((
-                    AwsError::new(
+                return Err(self.error_reply(
+                    &AwsError::new(
                         "InvalidSignatureException",
                         "Found both 'X-Amz-Algorithm' as a query-string param and 'Authorization' as HTTP header.",
                     ),
                     protocol,
-                )
-                    .into());
+                ));
             }
             (false, false) => {
-                return Err((
-                    AwsError::new(
+                return Err(self.error_reply(
+                    &AwsError::new(
                         "MissingAuthenticationTokenException",
                         "Missing Authentication Token",
                     ),
                     protocol,
-                )
-                    .into());
+                ));
             }
             _ => {}
         }
         if let Some(msg) = incomplete_signature(head) {
-            return Err((AwsError::new("IncompleteSignatureException", msg), protocol).into());
+            return Err(self.error_reply(
+                &AwsError::new("IncompleteSignatureException", msg),
+                protocol,
+            ));
         }
         Ok((op, protocol))
     }
@@ -220,11 +224,13 @@ impl Service {
             Err(e) => {
                 // Only the target and auth checks come after the parse
                 // check; those replies are in a protocol's content type.
-                if let Some(protocol) = Protocol::from_content_type(e.content_type)
+                if let Some(protocol) = self.protocol_for(e.content_type)
                     && !body.is_empty()
                     && !well_formed(protocol, body)
                 {
-                    return Err((AwsError::bare("SerializationException"), protocol).into());
+                    return Err(
+                        self.error_reply(&AwsError::bare("SerializationException"), protocol)
+                    );
                 }
                 return Err(e);
             }
@@ -232,7 +238,7 @@ impl Service {
         let value = self
             .decode(op, protocol, body)
             .and_then(|v| self.validate(op, &v).map(|()| v))
-            .map_err(|e| ErrorResponse::from((e, protocol)))?;
+            .map_err(|e| self.error_reply(&e, protocol))?;
         Ok((op, protocol, value))
     }
 }

@@ -49,7 +49,7 @@ use bytes::Bytes;
 pub use error::ErrorResponse;
 pub use front::RequestHead;
 pub use model::{
-    Member, ModelError, Operation, Pattern, Service, Shape, ShapeId, ShapeKind, kinesis,
+    Member, ModelError, Operation, Pattern, Service, Shape, ShapeId, ShapeKind, dynamodb, kinesis,
 };
 
 /// `Content-Type` of bodies in `protocol`.

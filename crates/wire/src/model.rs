@@ -87,6 +87,9 @@ pub struct Service {
     shape_index: HashMap<String, ShapeId>,
     operations: Vec<Operation>,
     op_index: HashMap<String, usize>,
+    /// `metadata.jsonVersion` is `1.0` (DynamoDB): JSON 1.0 content type,
+    /// no CBOR, and error codes qualified with Coral namespaces.
+    json_1_0: bool,
 }
 
 /// Error while loading a service model.
@@ -105,6 +108,16 @@ pub fn kinesis() -> &'static Service {
     KINESIS.get_or_init(|| {
         Service::from_json(include_str!("../models/kinesis-2013-12-02.json"))
             .expect("embedded Kinesis model is valid")
+    })
+}
+
+static DYNAMODB: OnceLock<Service> = OnceLock::new();
+
+/// The embedded DynamoDB model (`DynamoDB_20120810`, JSON 1.0), parsed once.
+pub fn dynamodb() -> &'static Service {
+    DYNAMODB.get_or_init(|| {
+        Service::from_json(include_str!("../models/dynamodb-2012-08-10.json"))
+            .expect("embedded DynamoDB model is valid")
     })
 }
 
@@ -224,6 +237,7 @@ impl Service {
             .unwrap_or("")
             .replace('-', "");
         let java_package = format!("com.amazonaws.{endpoint}.v{version}");
+        let json_1_0 = meta.get("jsonVersion").and_then(Json::as_str) == Some("1.0");
 
         let mut shape_index = HashMap::with_capacity(doc.shapes.0.len());
         for (i, (name, _)) in doc.shapes.0.iter().enumerate() {
@@ -318,6 +332,7 @@ impl Service {
             shape_index,
             operations,
             op_index,
+            json_1_0,
         })
     }
 
@@ -355,5 +370,67 @@ impl Service {
 
     pub(crate) fn java_package(&self) -> &str {
         &self.java_package
+    }
+
+    /// The protocol of a request `Content-Type` (parameters after `;`
+    /// ignored) for this service: JSON 1.1 or CBOR 1.1 for JSON-1.1
+    /// services (Kinesis), JSON 1.0 (or 1.1) for JSON-1.0 services
+    /// (DynamoDB, which has no CBOR).
+    pub fn protocol_for(&self, content_type: &str) -> Option<crate::Protocol> {
+        if !self.json_1_0 {
+            return crate::Protocol::from_content_type(content_type);
+        }
+        let base = content_type.split(';').next().unwrap_or("").trim();
+        (base.eq_ignore_ascii_case("application/x-amz-json-1.0")
+            || base.eq_ignore_ascii_case("application/x-amz-json-1.1"))
+        .then_some(crate::Protocol::Json)
+    }
+
+    /// `Content-Type` of this service's bodies in `protocol`.
+    pub fn content_type(&self, protocol: crate::Protocol) -> &'static str {
+        if self.json_1_0 {
+            "application/x-amz-json-1.0"
+        } else {
+            crate::content_type(protocol)
+        }
+    }
+
+    /// The `__type` this service writes for an error code: unchanged for
+    /// Kinesis; for JSON-1.0 services (DynamoDB) qualified as Coral does
+    /// (`com.amazon.coral.validate#ValidationException`,
+    /// `com.amazon.coral.service#SerializationException`, service errors
+    /// in the service's package). Already qualified codes are kept.
+    pub fn error_type(&self, code: &str) -> String {
+        if !self.json_1_0 || code.contains('#') {
+            return code.to_string();
+        }
+        match code {
+            "ValidationException" => format!("com.amazon.coral.validate#{code}"),
+            "SerializationException"
+            | "UnknownOperationException"
+            | "MissingAuthenticationTokenException"
+            | "IncompleteSignatureException"
+            | "InvalidSignatureException"
+            | "AccessDeniedException"
+            | "InternalFailure" => format!("com.amazon.coral.service#{code}"),
+            _ => format!("{}#{code}", self.java_package),
+        }
+    }
+
+    /// A complete error reply of this service in `protocol`.
+    pub fn error_reply(
+        &self,
+        err: &crate::AwsError,
+        protocol: crate::Protocol,
+    ) -> crate::ErrorResponse {
+        let err = crate::AwsError {
+            code: self.error_type(&err.code),
+            ..err.clone()
+        };
+        crate::ErrorResponse {
+            status: err.status,
+            content_type: self.content_type(protocol),
+            body: err.encode(protocol),
+        }
     }
 }

@@ -137,6 +137,23 @@ impl Eddy {
             .build();
         aws_sdk_kinesis::Client::from_conf(conf)
     }
+
+    /// A DynamoDB client pointed at this server (the lease-table API).
+    pub fn dynamodb_client(&self) -> aws_sdk_dynamodb::Client {
+        let conf = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "AKIDEXAMPLE",
+                "secret",
+                None,
+                None,
+                "test",
+            ))
+            .endpoint_url(self.endpoint())
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(conf)
+    }
 }
 
 fn unsafe_kill(pid: u32, sig: i32) {
