@@ -189,28 +189,40 @@ impl Streams {
             ));
         }
         dry_run(input)?;
-        // Admit each record against its shard's limits (in request order),
-        // then group the admitted ones by shard, keeping request order.
-        let mut batches: Vec<ShardAppend> = Vec::new();
-        let mut batch_of: HashMap<u64, usize> = HashMap::new();
-        // Per entry: Some((batch, index in batch)) if admitted.
-        let mut slot: Vec<Option<(usize, u64)>> = Vec::with_capacity(entries.len());
-        for (e, r) in entries.iter().zip(&routes) {
-            let size =
-                e.blob("Data").map_or(0, Bytes::len) + e.str("PartitionKey").map_or(0, str::len);
-            if !self.inner.limiter.admit_write(r.log_id, size) {
-                slot.push(None);
-                continue;
-            }
-            let b = *batch_of.entry(r.log_id).or_insert_with(|| {
-                batches.push(ShardAppend {
-                    shard: r.log_id,
-                    records: Vec::new(),
-                });
-                batches.len() - 1
+        // Group entries by shard (request order within each shard), admit
+        // each group against its shard's limits under one lock, and append
+        // the admitted records.
+        let mut groups: Vec<(u64, Vec<usize>)> = Vec::new();
+        let mut group_of: HashMap<u64, usize> = HashMap::new();
+        for (i, r) in routes.iter().enumerate() {
+            let g = *group_of.entry(r.log_id).or_insert_with(|| {
+                groups.push((r.log_id, Vec::new()));
+                groups.len() - 1
             });
-            slot.push(Some((b, batches[b].records.len() as u64)));
-            batches[b].records.push(append_record(e));
+            groups[g].1.push(i);
+        }
+        let size_of = |e: &Value| {
+            e.blob("Data").map_or(0, Bytes::len) + e.str("PartitionKey").map_or(0, str::len)
+        };
+        let mut batches: Vec<ShardAppend> = Vec::with_capacity(groups.len());
+        // Per entry: Some((batch, index in batch)) if admitted.
+        let mut slot: Vec<Option<(usize, u64)>> = vec![None; entries.len()];
+        for (log_id, members) in &groups {
+            let sizes: Vec<usize> = members.iter().map(|&i| size_of(&entries[i])).collect();
+            let admitted = self.inner.limiter.admit_writes(*log_id, &sizes);
+            let mut records = Vec::with_capacity(members.len());
+            for (&i, ok) in members.iter().zip(admitted) {
+                if ok {
+                    slot[i] = Some((batches.len(), records.len() as u64));
+                    records.push(append_record(&entries[i]));
+                }
+            }
+            if !records.is_empty() {
+                batches.push(ShardAppend {
+                    shard: *log_id,
+                    records,
+                });
+            }
         }
         let appended = if batches.is_empty() {
             Vec::new()

@@ -155,36 +155,52 @@ impl Limiter {
     }
 
     /// Tries to admit one record of `bytes` to a shard; false = throttled.
-    /// Always accounts usage (for on-demand scaling), even with limits off.
     pub fn admit_write(&self, log_id: u64, bytes: usize) -> bool {
+        self.admit_writes(log_id, &[bytes])[0]
+    }
+
+    /// Admits records of the given sizes to one shard, in order, under one
+    /// lock acquisition; `result[i]` says whether record `i` passed. Always
+    /// accounts usage (for on-demand scaling), even with limits off.
+    pub fn admit_writes(&self, log_id: u64, sizes: &[usize]) -> Vec<bool> {
         let shard = self.shard(log_id);
         let mut s = shard.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         let l = self.limits;
-        let admitted = if l.enabled {
+        let mut result = Vec::with_capacity(sizes.len());
+        let (mut bytes_in, mut records_in, mut throttled) = (0usize, 0usize, 0usize);
+        if l.enabled {
             s.write_bytes.refill(l.write_bytes_per_sec, now);
             s.write_records.refill(l.write_records_per_sec, now);
+        }
+        for &bytes in sizes {
             // A record larger than a second of bytes (streams may allow up
             // to 10 MiB) passes when the bucket is full and leaves it in
             // debt, so large records flow at the average rate.
-            let bytes_ok = s.write_bytes.tokens >= bytes as f64
-                || s.write_bytes.tokens >= l.write_bytes_per_sec;
-            let ok = bytes_ok && s.write_records.tokens >= 1.0;
+            let ok = !l.enabled
+                || ((s.write_bytes.tokens >= bytes as f64
+                    || s.write_bytes.tokens >= l.write_bytes_per_sec)
+                    && s.write_records.tokens >= 1.0);
             if ok {
-                s.write_bytes.tokens -= bytes as f64;
-                s.write_records.tokens -= 1.0;
+                if l.enabled {
+                    s.write_bytes.tokens -= bytes as f64;
+                    s.write_records.tokens -= 1.0;
+                }
+                bytes_in += bytes;
+                records_in += 1;
+            } else {
+                throttled += 1;
             }
-            ok
-        } else {
-            true
-        };
-        if admitted {
-            s.bytes_rate.add(bytes as f64, now);
-            s.records_rate.add(1.0, now);
-        } else {
-            s.throttled_rate.add(1.0, now);
+            result.push(ok);
         }
-        admitted
+        if records_in > 0 {
+            s.bytes_rate.add(bytes_in as f64, now);
+            s.records_rate.add(records_in as f64, now);
+        }
+        if throttled > 0 {
+            s.throttled_rate.add(throttled as f64, now);
+        }
+        result
     }
 
     /// Admits a GetRecords call on a shard; false = throttled.
@@ -295,6 +311,18 @@ mod tests {
             "a record larger than the byte bucket passes when it is full"
         );
         assert!(!l.admit_write(3, 1), "and leaves the bucket in debt");
+    }
+
+    #[test]
+    fn batch_admission_matches_one_by_one_admission() {
+        let l = Limiter::new(small());
+        let batch = l.admit_writes(1, &[10; 15]);
+        assert_eq!(batch.iter().filter(|ok| **ok).count(), 10);
+        assert!(
+            batch[..10].iter().all(|ok| *ok),
+            "the first records of a batch win, in order"
+        );
+        assert!(l.usage(1).records > 0.0 && l.usage(1).throttled > 0.0);
     }
 
     #[test]
