@@ -61,16 +61,110 @@ fn field_len(len: usize) -> usize {
     1 + varint_len(len as u64) + len
 }
 
-/// An aggregate under construction. Sizes are tracked exactly, so
-/// [`Aggregate::size_with`] tells what the encoded record would weigh with
-/// one more user record before it is added.
+/// Field keys (tag << 3 | wire type) of the format's fields.
+const KEY_PK_TABLE: u8 = 1 << 3 | 2;
+const KEY_EHK_TABLE: u8 = 2 << 3 | 2;
+const KEY_RECORDS: u8 = 3 << 3 | 2;
+const KEY_PK_INDEX: u8 = 1 << 3;
+const KEY_EHK_INDEX: u8 = 2 << 3;
+const KEY_DATA: u8 = 3 << 3 | 2;
+
+/// FxHash of a key (fast, not DoS-resistant: keys only index a table of one
+/// aggregate, and a collision costs a duplicate table entry, nothing else).
+fn fx(s: &str) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h: u64 = s.len() as u64;
+    let mut chunks = s.as_bytes().chunks_exact(8);
+    for c in &mut chunks {
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(c.try_into().expect("8 bytes"))).wrapping_mul(K);
+    }
+    let mut tail = [0u8; 8];
+    let rest = chunks.remainder();
+    tail[..rest.len()].copy_from_slice(rest);
+    (h.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(K)
+}
+
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("only u64 keys")
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+type IdMap = HashMap<u64, (u64, u32, u32), std::hash::BuildHasherDefault<IdHasher>>;
+
+/// A deduplicated key table, encoded as it grows.
+#[derive(Default)]
+struct KeyTable {
+    /// Encoded repeated-string entries, in index order.
+    buf: Vec<u8>,
+    /// fx hash → (index, offset of the key bytes in `buf`, length).
+    index: IdMap,
+    len: u64,
+}
+
+impl std::fmt::Debug for KeyTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyTable").field("len", &self.len).finish()
+    }
+}
+
+impl KeyTable {
+    /// Index of `key` if present; with a hash collision between different
+    /// keys the newcomer is treated as absent (it gets its own entry).
+    fn find(&self, key: &str) -> Option<u64> {
+        let (i, at, n) = *self.index.get(&fx(key))?;
+        (&self.buf[at as usize..(at + n) as usize] == key.as_bytes()).then_some(i)
+    }
+
+    /// Index `key` would get.
+    fn index_of(&self, key: &str) -> (u64, bool) {
+        match self.find(key) {
+            Some(i) => (i, true),
+            None => (self.len, false),
+        }
+    }
+
+    fn push(&mut self, key: u8, s: &str) -> u64 {
+        self.buf.push(key);
+        prost::encoding::encode_varint(s.len() as u64, &mut self.buf);
+        let at = self.buf.len() as u32;
+        self.buf.extend_from_slice(s.as_bytes());
+        let i = self.len;
+        self.index.entry(fx(s)).or_insert((i, at, s.len() as u32));
+        self.len += 1;
+        i
+    }
+}
+
+/// Growth in bytes, (index, already in the table) of the partition key and
+/// explicit hash key, and the inner record's length.
+struct Plan {
+    grow: usize,
+    pk: (u64, bool),
+    ehk: Option<(u64, bool)>,
+    inner: usize,
+}
+
+/// An aggregate under construction, encoded incrementally: the key tables
+/// and the records are kept as protobuf bytes, in the field order the KPL
+/// (and `prost`, for [`AggregatedRecord`]) writes them, so sealing is one
+/// concatenation and one MD5. Sizes are exact: [`Aggregate::size_with`]
+/// tells what the encoded record would weigh with one more user record.
 #[derive(Debug, Default)]
 pub struct Aggregate {
-    pk_index: HashMap<String, u64>,
-    ehk_index: HashMap<String, u64>,
-    message: AggregatedRecord,
-    /// Encoded length of `message` (without magic and digest).
-    body_len: usize,
+    pks: KeyTable,
+    ehks: KeyTable,
+    records: Vec<u8>,
+    count: usize,
 }
 
 impl Aggregate {
@@ -79,45 +173,40 @@ impl Aggregate {
     }
 
     pub fn len(&self) -> usize {
-        self.message.records.len()
+        self.count
     }
 
     pub fn is_empty(&self) -> bool {
-        self.message.records.is_empty()
+        self.count == 0
     }
 
     /// Encoded size of the whole aggregated record (magic, body, digest).
     pub fn size(&self) -> usize {
-        MAGIC.len() + self.body_len + DIGEST_LEN
+        MAGIC.len() + self.pks.buf.len() + self.ehks.buf.len() + self.records.len() + DIGEST_LEN
     }
 
-    fn body_growth(
-        &self,
-        partition_key: &str,
-        explicit_hash_key: Option<&str>,
-        data_len: usize,
-    ) -> usize {
+    /// What adding a user record would do.
+    fn plan(&self, partition_key: &str, explicit_hash_key: Option<&str>, data_len: usize) -> Plan {
         let mut grow = 0;
-        let pk_index = match self.pk_index.get(partition_key) {
-            Some(i) => *i,
-            None => {
-                grow += field_len(partition_key.len());
-                self.pk_index.len() as u64
-            }
-        };
-        let mut inner = 1 + varint_len(pk_index);
-        if let Some(ehk) = explicit_hash_key {
-            let ehk_index = match self.ehk_index.get(ehk) {
-                Some(i) => *i,
-                None => {
-                    grow += field_len(ehk.len());
-                    self.ehk_index.len() as u64
-                }
-            };
-            inner += 1 + varint_len(ehk_index);
+        let pk = self.pks.index_of(partition_key);
+        if !pk.1 {
+            grow += field_len(partition_key.len());
         }
-        inner += field_len(data_len);
-        grow + field_len(inner)
+        let mut inner = 1 + varint_len(pk.0) + field_len(data_len);
+        let ehk = explicit_hash_key.map(|e| {
+            let x = self.ehks.index_of(e);
+            if !x.1 {
+                grow += field_len(e.len());
+            }
+            inner += 1 + varint_len(x.0);
+            x
+        });
+        Plan {
+            grow: grow + field_len(inner),
+            pk,
+            ehk,
+            inner,
+        }
     }
 
     /// Size of the aggregated record if this user record were added.
@@ -127,56 +216,85 @@ impl Aggregate {
         explicit_hash_key: Option<&str>,
         data_len: usize,
     ) -> usize {
-        self.size() + self.body_growth(partition_key, explicit_hash_key, data_len)
+        self.size() + self.plan(partition_key, explicit_hash_key, data_len).grow
     }
 
-    /// Adds a user record; returns its index (the sub-sequence number it will
-    /// have once put).
+    /// Size of an aggregated record holding only this user record.
+    pub fn single_size(
+        partition_key: &str,
+        explicit_hash_key: Option<&str>,
+        data_len: usize,
+    ) -> usize {
+        let mut inner = 1 + varint_len(0) + field_len(data_len);
+        let mut body = field_len(partition_key.len());
+        if let Some(ehk) = explicit_hash_key {
+            body += field_len(ehk.len());
+            inner += 1 + varint_len(0);
+        }
+        MAGIC.len() + body + field_len(inner) + DIGEST_LEN
+    }
+
+    /// Adds the user record if the aggregate stays within `limit` bytes (an
+    /// empty aggregate takes any record); returns its index (the
+    /// sub-sequence number it will have once put), or `None` when it does
+    /// not fit.
+    pub fn add_within(
+        &mut self,
+        partition_key: &str,
+        explicit_hash_key: Option<&str>,
+        data: &[u8],
+        limit: usize,
+    ) -> Option<u64> {
+        let Plan {
+            grow,
+            pk: (pk_index, pk_known),
+            ehk,
+            inner,
+        } = self.plan(partition_key, explicit_hash_key, data.len());
+        if !self.is_empty() && self.size() + grow > limit {
+            return None;
+        }
+        if !pk_known {
+            self.pks.push(KEY_PK_TABLE, partition_key);
+        }
+        if let (Some(e), Some((_, false))) = (explicit_hash_key, ehk) {
+            self.ehks.push(KEY_EHK_TABLE, e);
+        }
+        let r = &mut self.records;
+        r.push(KEY_RECORDS);
+        prost::encoding::encode_varint(inner as u64, r);
+        r.push(KEY_PK_INDEX);
+        prost::encoding::encode_varint(pk_index, r);
+        if let Some((i, _)) = ehk {
+            r.push(KEY_EHK_INDEX);
+            prost::encoding::encode_varint(i, r);
+        }
+        r.push(KEY_DATA);
+        prost::encoding::encode_varint(data.len() as u64, r);
+        r.extend_from_slice(data);
+        let index = self.count as u64;
+        self.count += 1;
+        Some(index)
+    }
+
+    /// Adds a user record whatever the size; returns its index.
     pub fn add(
         &mut self,
         partition_key: &str,
         explicit_hash_key: Option<&str>,
-        data: Bytes,
+        data: impl AsRef<[u8]>,
     ) -> u64 {
-        self.body_len += self.body_growth(partition_key, explicit_hash_key, data.len());
-        let pk_index = match self.pk_index.get(partition_key) {
-            Some(i) => *i,
-            None => {
-                let i = self.message.partition_key_table.len() as u64;
-                self.message
-                    .partition_key_table
-                    .push(partition_key.to_string());
-                self.pk_index.insert(partition_key.to_string(), i);
-                i
-            }
-        };
-        let explicit_hash_key_index = explicit_hash_key.map(|ehk| match self.ehk_index.get(ehk) {
-            Some(i) => *i,
-            None => {
-                let i = self.message.explicit_hash_key_table.len() as u64;
-                self.message.explicit_hash_key_table.push(ehk.to_string());
-                self.ehk_index.insert(ehk.to_string(), i);
-                i
-            }
-        });
-        let index = self.message.records.len() as u64;
-        self.message.records.push(Record {
-            partition_key_index: pk_index,
-            explicit_hash_key_index,
-            data,
-            tags: Vec::new(),
-        });
-        index
+        self.add_within(partition_key, explicit_hash_key, data.as_ref(), usize::MAX)
+            .expect("no limit")
     }
 
     /// Encodes the aggregated record: magic, protobuf, MD5 of the protobuf.
     pub fn encode(&self) -> Bytes {
         let mut out = Vec::with_capacity(self.size());
         out.extend_from_slice(&MAGIC);
-        self.message
-            .encode(&mut out)
-            .expect("a Vec grows as needed");
-        debug_assert_eq!(out.len(), MAGIC.len() + self.body_len);
+        out.extend_from_slice(&self.pks.buf);
+        out.extend_from_slice(&self.ehks.buf);
+        out.extend_from_slice(&self.records);
         let digest = Md5::digest(&out[MAGIC.len()..]);
         out.extend_from_slice(&digest);
         Bytes::from(out)
@@ -313,7 +431,7 @@ mod tests {
     fn aggregate_of(records: &[(String, Option<String>, Vec<u8>)]) -> Aggregate {
         let mut agg = Aggregate::new();
         for (pk, ehk, data) in records {
-            agg.add(pk, ehk.as_deref(), Bytes::from(data.clone()));
+            agg.add(pk, ehk.as_deref(), data);
         }
         agg
     }
@@ -440,11 +558,34 @@ mod tests {
         #[test]
         fn tracked_size_equals_encoded_size_and_round_trips(records in proptest::collection::vec(record_strategy(), 1..60)) {
             let mut agg = Aggregate::new();
+            let mut twin = Aggregate::new();
             for (pk, ehk, data) in &records {
                 let predicted = agg.size_with(pk, ehk.as_deref(), data.len());
-                agg.add(pk, ehk.as_deref(), Bytes::from(data.clone()));
+                if agg.is_empty() {
+                    prop_assert_eq!(predicted, Aggregate::single_size(pk, ehk.as_deref(), data.len()));
+                }
+                agg.add(pk, ehk.as_deref(), data);
                 prop_assert_eq!(agg.size(), predicted);
+                if !twin.is_empty() {
+                    prop_assert_eq!(twin.add_within(pk, ehk.as_deref(), data, predicted - 1), None);
+                }
+                prop_assert!(twin.add_within(pk, ehk.as_deref(), data, predicted).is_some());
             }
+            prop_assert_eq!(twin.encode(), agg.encode());
+            // The incremental encoding is prost's encoding of the message.
+            let mut pks: Vec<String> = Vec::new();
+            let mut ehks: Vec<String> = Vec::new();
+            let mut msg = AggregatedRecord { partition_key_table: vec![], explicit_hash_key_table: vec![], records: vec![] };
+            for (pk, ehk, data) in &records {
+                let pki = pks.iter().position(|k| k == pk).unwrap_or_else(|| { pks.push(pk.clone()); pks.len() - 1 });
+                let ehki = ehk.as_ref().map(|e| ehks.iter().position(|k| k == e).unwrap_or_else(|| { ehks.push(e.clone()); ehks.len() - 1 }) as u64);
+                msg.records.push(Record { partition_key_index: pki as u64, explicit_hash_key_index: ehki, data: Bytes::from(data.clone()), tags: vec![] });
+            }
+            msg.partition_key_table = pks;
+            msg.explicit_hash_key_table = ehks;
+            let body = msg.encode_to_vec();
+            let enc = agg.encode();
+            prop_assert_eq!(&enc[4..enc.len() - 16], body.as_slice());
             let bytes = agg.encode();
             prop_assert_eq!(bytes.len(), agg.size());
             let out = deaggregate("outer", &bytes).unwrap();

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rand::Rng;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::aggregation::Aggregate;
 use crate::client::{EntryResult, KinesisApi, PutEntry};
@@ -48,8 +48,9 @@ pub(crate) struct UserRec {
     pub attempts: u32,
     pub last_error: Option<String>,
     pub reply: oneshot::Sender<Result<PutResult, PutError>>,
-    /// Held until the record completes: its share of the backpressure bounds.
-    pub _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    /// Its share of the byte bound (one record permit is implied), given
+    /// back when the record completes.
+    pub bound_bytes: u32,
 }
 
 /// One Kinesis record: a plain user record or an aggregate.
@@ -71,6 +72,20 @@ impl KRecord {
     }
 }
 
+/// Resolves a successful record; the caller lowers `outstanding` for a
+/// whole batch at once.
+fn succeed(u: UserRec, res: PutResult) {
+    let _ = u.reply.send(Ok(res));
+}
+
+/// Gives back `records` records and `bytes` bytes of the bounds and lowers
+/// the outstanding count.
+fn release(counters: &Counters, records: u64, bytes: u64) {
+    counters.outstanding.fetch_sub(records, Ordering::AcqRel);
+    counters.bounds.records.add_permits(records as usize);
+    counters.bounds.bytes.add_permits(bytes as usize);
+}
+
 fn complete(counters: &Counters, u: UserRec, res: Result<PutResult, PutError>) {
     if let Err(e) = &res {
         counters.failed.fetch_add(1, Ordering::Relaxed);
@@ -81,8 +96,9 @@ fn complete(counters: &Counters, u: UserRec, res: Result<PutResult, PutError>) {
         };
         metrics::counter!(m::ERRORS, "stream" => u.stream.to_string(), "kind" => kind).increment(1);
     }
+    let bytes = u.bound_bytes as u64;
     let _ = u.reply.send(res);
-    counters.outstanding.fetch_sub(1, Ordering::AcqRel);
+    release(counters, 1, bytes);
 }
 
 fn expire(counters: &Counters, u: UserRec, now: Instant) {
@@ -293,11 +309,12 @@ impl Dispatcher {
     }
 
     fn on_record(&mut self, u: UserRec) {
-        let name = u.stream.clone();
-        let config = &self.config.clone();
-        let s = self.stream(&name);
+        if !self.streams.contains_key(&u.stream) {
+            self.stream(&u.stream.clone());
+        }
+        let s = self.streams.get_mut(&u.stream).expect("made above");
         if s.map.is_some() && s.unrouted.is_empty() {
-            route(s, u, config);
+            route(s, u, &self.config);
         } else {
             s.unrouted.push_back(u);
         }
@@ -767,30 +784,38 @@ fn route(s: &mut StreamState, u: UserRec, config: &ProducerConfig) {
         return;
     }
     let ehk = u.explicit_hash_key.as_deref();
-    if Aggregate::new().size_with(&u.partition_key, ehk, u.data.len())
-        > config.aggregation_max_bytes
-    {
+    if Aggregate::single_size(&u.partition_key, ehk, u.data.len()) > config.aggregation_max_bytes {
         b.ready.push_back(plain(b.info.shard_id.clone(), u));
         return;
     }
-    if !b.agg_users.is_empty()
-        && (b.agg.size_with(&u.partition_key, ehk, u.data.len())
-            + b.agg_users[0].partition_key.len()
-            > config.aggregation_max_bytes
-            || b.agg_users.len() >= config.aggregation_max_count)
+    if b.agg_users.len() >= config.aggregation_max_count {
+        seal(b);
+    }
+    // The Kinesis record's size counts its partition key: the first user
+    // record's.
+    let limit = |b: &ShardBuf| {
+        let outer_pk = b
+            .agg_users
+            .first()
+            .map_or(u.partition_key.len(), |f| f.partition_key.len());
+        config.aggregation_max_bytes.saturating_sub(outer_pk)
+    };
+    let lim = limit(b);
+    if b.agg
+        .add_within(&u.partition_key, ehk, &u.data[..], lim)
+        .is_none()
     {
         seal(b);
+        let lim = limit(b);
+        b.agg
+            .add_within(&u.partition_key, ehk, &u.data[..], lim)
+            .expect("an empty aggregate takes any record");
     }
     if b.agg_users.is_empty() {
         b.agg_oldest = u.arrived;
     } else {
         b.agg_oldest = b.agg_oldest.min(u.arrived);
     }
-    b.agg.add(
-        &u.partition_key,
-        u.explicit_hash_key.as_deref(),
-        u.data.clone(),
-    );
     b.agg_users.push(u);
 }
 
@@ -921,6 +946,7 @@ async fn put_batch(
         }
     };
     let (mut users_put, mut bytes_put, mut kinesis_put) = (0u64, 0u64, 0u64);
+    let mut bound_bytes = 0u64;
     for (k, r) in batch.into_iter().zip(results) {
         match r {
             EntryResult::Ok {
@@ -950,16 +976,16 @@ async fn put_batch(
                 for (i, u) in k.users.into_iter().enumerate() {
                     users_put += 1;
                     bytes_put += u.data.len() as u64;
+                    bound_bytes += u.bound_bytes as u64;
                     let attempts = u.attempts;
-                    complete(
-                        counters,
+                    succeed(
                         u,
-                        Ok(PutResult {
+                        PutResult {
                             shard_id: shard.clone(),
                             sequence_number: seq.clone(),
                             sub_sequence_number: aggregated.then_some(i as u64),
                             attempts,
-                        }),
+                        },
                     );
                 }
             }
@@ -977,6 +1003,7 @@ async fn put_batch(
             }
         }
     }
+    release(counters, users_put, bound_bytes);
     counters
         .user_records_put
         .fetch_add(users_put, Ordering::Relaxed);

@@ -45,10 +45,19 @@ impl Future for PendingRecord {
     }
 }
 
+/// The backpressure bounds. Permits are taken in `send` and given back in
+/// bulk when records complete (no permit object per record).
+#[derive(Debug)]
+pub(crate) struct Bounds {
+    pub records: Semaphore,
+    pub bytes: Semaphore,
+}
+
 /// Counters for progress displays (the `metrics` facade carries the same
-/// for exporters).
-#[derive(Debug, Default)]
+/// for exporters), and the bounds.
+#[derive(Debug)]
 pub(crate) struct Counters {
+    pub bounds: Bounds,
     pub outstanding: AtomicU64,
     pub user_records_put: AtomicU64,
     pub user_bytes_put: AtomicU64,
@@ -74,12 +83,11 @@ pub struct Stats {
 
 struct Inner {
     tx: mpsc::Sender<Command>,
-    records: Arc<Semaphore>,
-    bytes: Arc<Semaphore>,
     config: ProducerConfig,
     closed: AtomicBool,
     counters: Arc<Counters>,
     task: Mutex<Option<JoinHandle<()>>>,
+    names: std::sync::RwLock<std::collections::HashMap<Box<str>, Arc<str>>>,
 }
 
 /// A producer; cheap to clone, all clones share one dispatcher.
@@ -91,24 +99,38 @@ pub struct Producer {
 /// Capacity of the channel from `send` to the dispatcher; records beyond it
 /// wait in `send` (the outstanding bounds hold in any case).
 const COMMAND_CHANNEL: usize = 16 * 1024;
+/// Stream names remembered by `send` (the cache is cleared beyond it).
+const MAX_CACHED_STREAM_NAMES: usize = 1024;
 
 impl Producer {
     /// Starts a producer on the current tokio runtime.
     pub fn new(client: impl KinesisApi, config: ProducerConfig) -> Producer {
         let config = config.normalized();
         let (tx, rx) = mpsc::channel(COMMAND_CHANNEL);
-        let counters = Arc::new(Counters::default());
+        let counters = Arc::new(Counters {
+            bounds: Bounds {
+                records: Semaphore::new(config.max_outstanding_records),
+                bytes: Semaphore::new(config.max_outstanding_bytes),
+            },
+            outstanding: AtomicU64::new(0),
+            user_records_put: AtomicU64::new(0),
+            user_bytes_put: AtomicU64::new(0),
+            kinesis_records_put: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            throttles: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        });
         let dispatcher = Dispatcher::new(Arc::new(client), config.clone(), counters.clone());
         let task = tokio::spawn(dispatcher.run(rx));
         Producer {
             inner: Arc::new(Inner {
                 tx,
-                records: Arc::new(Semaphore::new(config.max_outstanding_records)),
-                bytes: Arc::new(Semaphore::new(config.max_outstanding_bytes)),
                 config,
                 closed: AtomicBool::new(false),
                 counters,
                 task: Mutex::new(Some(task)),
+                names: Default::default(),
             }),
         }
     }
@@ -140,9 +162,13 @@ impl Producer {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(SendError::Closed);
         }
-        let chars = partition_key.chars().count();
-        if chars == 0 || chars > limits::MAX_PARTITION_KEY_CHARS {
-            return Err(SendError::PartitionKey(chars));
+        // Bytes bound characters from above: count only long keys.
+        let n = partition_key.len();
+        if n == 0
+            || (n > limits::MAX_PARTITION_KEY_CHARS
+                && partition_key.chars().count() > limits::MAX_PARTITION_KEY_CHARS)
+        {
+            return Err(SendError::PartitionKey(partition_key.chars().count()));
         }
         let hash = match explicit_hash_key {
             Some(ehk) => ehk
@@ -157,37 +183,32 @@ impl Producer {
             return Err(SendError::TooLarge(size));
         }
         let inner = &*self.inner;
-        let (records, bytes) = if inner.config.fail_fast {
-            let r = inner
-                .records
-                .clone()
-                .try_acquire_owned()
-                .map_err(|_| SendError::Full)?;
-            let b = inner
-                .bytes
-                .clone()
-                .try_acquire_many_owned(size as u32)
-                .map_err(|_| SendError::Full)?;
-            (r, b)
+        let bounds = &inner.counters.bounds;
+        if inner.config.fail_fast {
+            let r = bounds.records.try_acquire().map_err(|_| SendError::Full)?;
+            match bounds.bytes.try_acquire_many(size as u32) {
+                Ok(b) => b.forget(),
+                Err(_) => return Err(SendError::Full),
+            }
+            r.forget();
         } else {
-            let r = inner
+            bounds
                 .records
-                .clone()
-                .acquire_owned()
+                .acquire()
                 .await
-                .map_err(|_| SendError::Closed)?;
-            let b = inner
+                .map_err(|_| SendError::Closed)?
+                .forget();
+            bounds
                 .bytes
-                .clone()
-                .acquire_many_owned(size as u32)
+                .acquire_many(size as u32)
                 .await
-                .map_err(|_| SendError::Closed)?;
-            (r, b)
-        };
+                .map_err(|_| SendError::Closed)?
+                .forget();
+        }
         let now = Instant::now();
         let (reply, rx) = oneshot::channel();
         let rec = UserRec {
-            stream: Arc::from(stream),
+            stream: self.stream_name(stream),
             partition_key: partition_key.to_string(),
             explicit_hash_key: explicit_hash_key.map(str::to_string),
             hash,
@@ -198,14 +219,32 @@ impl Producer {
             attempts: 0,
             last_error: None,
             reply,
-            _permits: (records, bytes),
+            bound_bytes: size as u32,
         };
         inner.counters.outstanding.fetch_add(1, Ordering::AcqRel);
         if inner.tx.send(Command::Record(rec)).await.is_err() {
             inner.counters.outstanding.fetch_sub(1, Ordering::AcqRel);
+            bounds.records.add_permits(1);
+            bounds.bytes.add_permits(size);
             return Err(SendError::Closed);
         }
         Ok(PendingRecord { rx })
+    }
+
+    /// The shared name of a stream (one allocation per stream, not per
+    /// record).
+    fn stream_name(&self, stream: &str) -> Arc<str> {
+        if let Some(a) = self.inner.names.read().expect("not poisoned").get(stream) {
+            return a.clone();
+        }
+        let mut names = self.inner.names.write().expect("not poisoned");
+        if names.len() >= MAX_CACHED_STREAM_NAMES {
+            names.clear();
+        }
+        names
+            .entry(stream.into())
+            .or_insert_with(|| Arc::from(stream))
+            .clone()
     }
 
     /// Sends everything buffered now and waits until no record is

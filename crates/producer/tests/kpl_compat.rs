@@ -47,7 +47,7 @@ fn check(fx: &Fixture) {
     }
     let mut agg = Aggregate::new();
     for (pk, ehk, data) in &fx.records {
-        agg.add(pk, ehk.as_deref(), Bytes::from(data.clone()));
+        agg.add(pk, ehk.as_deref(), data);
     }
     assert_eq!(
         agg.encode().as_ref(),
