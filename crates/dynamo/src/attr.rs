@@ -283,8 +283,8 @@ impl Decimal {
             };
             let mut out = Vec::with_capacity(big.len());
             let mut borrow = 0i8;
-            for i in 0..big.len() {
-                let mut d = big[i] as i8 - small.get(i).copied().unwrap_or(0) as i8 - borrow;
+            for (i, &digit) in big.iter().enumerate() {
+                let mut d = digit as i8 - small.get(i).copied().unwrap_or(0) as i8 - borrow;
                 borrow = 0;
                 if d < 0 {
                     d += 10;

@@ -893,10 +893,8 @@ pub fn remove_path(item: &mut Item, path: &Path) -> Result<()> {
         (Ok(Some(Attr::M(m))), Step::Name(n)) => {
             m.remove(n);
         }
-        (Ok(Some(Attr::L(l))), Step::Index(i)) => {
-            if *i < l.len() {
-                l.remove(*i);
-            }
+        (Ok(Some(Attr::L(l))), Step::Index(i)) if *i < l.len() => {
+            l.remove(*i);
         }
         // Removing something that is not there is not an error.
         _ => {}

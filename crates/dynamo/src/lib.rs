@@ -138,3 +138,164 @@ impl Dynamo {
         self.inner.tables.read().unwrap().get(name).cloned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(d: &Dynamo, op: &str, body: &str) -> Result<Value> {
+        let svc = eddy_wire::dynamodb();
+        let o = svc.operation(op).unwrap();
+        let input = svc
+            .decode_valid(o, eddy_wire::Protocol::Json, body.as_bytes())
+            .unwrap();
+        d.handle(op, &input)
+    }
+
+    fn create(d: &Dynamo) {
+        call(
+            d,
+            "CreateTable",
+            r#"{"TableName":"leases","KeySchema":[{"AttributeName":"leaseKey","KeyType":"HASH"}],
+                "AttributeDefinitions":[{"AttributeName":"leaseKey","AttributeType":"S"}],
+                "BillingMode":"PAY_PER_REQUEST"}"#,
+        )
+        .unwrap();
+    }
+
+    fn counter(d: &Dynamo, key: &str) -> Option<String> {
+        let out = call(
+            d,
+            "GetItem",
+            &format!(r#"{{"TableName":"leases","Key":{{"leaseKey":{{"S":"{key}"}}}}}}"#),
+        )
+        .unwrap();
+        out.get("Item")
+            .and_then(|i| i.get("leaseCounter"))
+            .and_then(|c| c.str("N"))
+            .map(str::to_string)
+    }
+
+    fn journal_file(dir: &Path) -> PathBuf {
+        dir.join("tables").join("leases.journal")
+    }
+
+    #[test]
+    fn concurrent_conditional_renewals_have_exactly_one_winner() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Dynamo::open(dir.path()).unwrap();
+        create(&d);
+        call(
+            &d,
+            "PutItem",
+            r#"{"TableName":"leases","Item":{"leaseKey":{"S":"s1"},"leaseCounter":{"N":"1"}}}"#,
+        )
+        .unwrap();
+        let results: Vec<Result<Value>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|w| {
+                    let d = d.clone();
+                    s.spawn(move || {
+                        call(
+                            &d,
+                            "UpdateItem",
+                            &format!(
+                                r#"{{"TableName":"leases","Key":{{"leaseKey":{{"S":"s1"}}}},
+                                   "Expected":{{"leaseCounter":{{"Value":{{"N":"1"}}}}}},
+                                   "AttributeUpdates":{{"leaseCounter":{{"Action":"ADD","Value":{{"N":"1"}}}},
+                                                       "leaseOwner":{{"Action":"PUT","Value":{{"S":"w{w}"}}}}}}}}"#
+                            ),
+                        )
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let wins = results.iter().filter(|r| r.is_ok()).count();
+        let lost = results
+            .iter()
+            .filter(|r| matches!(r, Err(DynamoError::ConditionFailed(None))))
+            .count();
+        assert_eq!((wins, lost), (1, 7));
+        assert_eq!(counter(&d, "s1").as_deref(), Some("2"));
+    }
+
+    #[test]
+    fn compaction_bounds_the_journal_and_keeps_the_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Dynamo::open(dir.path()).unwrap();
+        create(&d);
+        let pad = "x".repeat(1000);
+        let mut max_len = 0;
+        for i in 0..600 {
+            call(
+                &d,
+                "PutItem",
+                &format!(
+                    r#"{{"TableName":"leases","Item":{{"leaseKey":{{"S":"k{}"}},"leaseCounter":{{"N":"{i}"}},"pad":{{"S":"{pad}"}}}}}}"#,
+                    i % 3
+                ),
+            )
+            .unwrap();
+            max_len = max_len.max(std::fs::metadata(journal_file(dir.path())).unwrap().len());
+        }
+        // 600 writes of ~1.1 KB would be ~650 KB without compaction.
+        assert!(max_len < 300 * 1024, "journal grew to {max_len}");
+        drop(d);
+        let d = Dynamo::open(dir.path()).unwrap();
+        assert_eq!(counter(&d, "k0").as_deref(), Some("597"));
+        assert_eq!(counter(&d, "k1").as_deref(), Some("598"));
+        assert_eq!(counter(&d, "k2").as_deref(), Some("599"));
+    }
+
+    #[test]
+    fn reopen_after_a_torn_write_keeps_acknowledged_items_and_accepts_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Dynamo::open(dir.path()).unwrap();
+        create(&d);
+        call(
+            &d,
+            "PutItem",
+            r#"{"TableName":"leases","Item":{"leaseKey":{"S":"a"},"leaseCounter":{"N":"5"}}}"#,
+        )
+        .unwrap();
+        drop(d);
+        // Half a frame at the end, as a crash mid-write leaves it.
+        let path = journal_file(dir.path());
+        let mut data = std::fs::read(&path).unwrap();
+        data.extend_from_slice(&[200, 0, 0, 0, 1, 2, 3, 4, b'{', b'"']);
+        std::fs::write(&path, &data).unwrap();
+        // And an interrupted compaction's temporary file.
+        std::fs::write(path.with_extension("tmp"), b"garbage").unwrap();
+
+        let d = Dynamo::open(dir.path()).unwrap();
+        assert_eq!(counter(&d, "a").as_deref(), Some("5"));
+        assert!(!path.with_extension("tmp").exists());
+        call(
+            &d,
+            "PutItem",
+            r#"{"TableName":"leases","Item":{"leaseKey":{"S":"b"},"leaseCounter":{"N":"6"}}}"#,
+        )
+        .unwrap();
+        drop(d);
+        let d = Dynamo::open(dir.path()).unwrap();
+        assert_eq!(counter(&d, "a").as_deref(), Some("5"));
+        assert_eq!(counter(&d, "b").as_deref(), Some("6"));
+    }
+
+    #[test]
+    fn deleted_tables_stay_deleted_after_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Dynamo::open(dir.path()).unwrap();
+        create(&d);
+        call(&d, "DeleteTable", r#"{"TableName":"leases"}"#).unwrap();
+        drop(d);
+        let d = Dynamo::open(dir.path()).unwrap();
+        let e = call(&d, "DescribeTable", r#"{"TableName":"leases"}"#).unwrap_err();
+        assert_eq!(
+            e,
+            DynamoError::NotFound("Requested resource not found: Table: leases not found".into())
+        );
+        create(&d);
+    }
+}

@@ -281,9 +281,7 @@ pub fn delete_table(d: &Dynamo, input: &Value) -> Result<Value> {
         .ok_or_else(|| table_not_found(name))?;
     let mut g = lock(&t);
     if g.meta.deletion_protection {
-        return Err(invalid(format!(
-            "Resource cannot be deleted as it is currently protected against deletion. Disable deletion protection first."
-        )));
+        return Err(invalid("Resource cannot be deleted as it is currently protected against deletion. Disable deletion protection first.".to_string()));
     }
     let desc = g.describe("DELETING");
     if let Some(j) = g.journal.take() {
@@ -1054,7 +1052,9 @@ fn key_condition(cond: Cond, source: &Source<'_>, kind: &str) -> Result<(Attr, O
     let mut parts = Vec::new();
     flatten(cond, &mut parts, kind)?;
     if parts.len() > 2 {
-        return Err(invalid(format!("Conditions can be of length 1 or 2 only")));
+        return Err(invalid(
+            "Conditions can be of length 1 or 2 only".to_string(),
+        ));
     }
     fn subject(c: &Cond) -> Option<&str> {
         let path = match c {
@@ -1082,7 +1082,9 @@ fn key_condition(cond: Cond, source: &Source<'_>, kind: &str) -> Result<(Attr, O
             }
         } else if Some(name) == source.range() && range_cond.is_none() {
             if matches!(c, Cond::Cmp(_, CmpOp::Ne, _)) {
-                return Err(invalid(format!("Unsupported operator on KeyCondition: <>")));
+                return Err(invalid(
+                    "Unsupported operator on KeyCondition: <>".to_string(),
+                ));
             }
             range_cond = Some(c);
         } else if name == hash || Some(name) == source.range() {
