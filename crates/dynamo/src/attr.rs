@@ -353,8 +353,16 @@ pub fn num_cmp(a: &str, b: &str) -> Ordering {
 
 /// Validates a number as DynamoDB does and returns its canonical form.
 pub fn canonical_number(s: &str) -> Result<String> {
-    let d = Decimal::parse(s)
-        .ok_or_else(|| invalid("A value provided cannot be converted into a number"))?;
+    if s.is_empty() {
+        return Err(invalid(
+            "The parameter cannot be converted to a numeric value",
+        ));
+    }
+    let d = Decimal::parse(s).ok_or_else(|| {
+        invalid(format!(
+            "The parameter cannot be converted to a numeric value: {s}"
+        ))
+    })?;
     check_range(&d)?;
     Ok(d.to_canonical())
 }

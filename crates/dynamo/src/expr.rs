@@ -339,6 +339,10 @@ impl<'a> Parser<'a> {
 
     fn name(&mut self, t: Tok) -> Result<String> {
         match t {
+            Tok::Ident(s) if is_reserved(&s) => Err(invalid(format!(
+                "Invalid {}: Attribute name is a reserved keyword; reserved keyword: {s}",
+                self.kind
+            ))),
             Tok::Ident(s) => Ok(s),
             Tok::Name(n) => match self.ctx.names.get(&n) {
                 Some(real) => {
@@ -632,6 +636,16 @@ impl<'a> Parser<'a> {
             _ => Err(self.err_here()),
         }
     }
+}
+
+/// DynamoDB's reserved words (one per line, upper case), which may not
+/// appear as attribute names in expressions (use `#names` instead).
+const RESERVED: &str = include_str!("reserved_words.txt");
+
+fn is_reserved(word: &str) -> bool {
+    static SET: std::sync::OnceLock<BTreeSet<&'static str>> = std::sync::OnceLock::new();
+    let set = SET.get_or_init(|| RESERVED.lines().map(str::trim).collect());
+    set.contains(word.to_ascii_uppercase().as_str())
 }
 
 fn leak(s: &str) -> &'static str {
@@ -1214,6 +1228,24 @@ mod tests {
     }
 
     #[test]
+    fn reserved_words_must_be_aliased() {
+        let mut c = ctx(&[("#n", "name")], &[(":v", s("a"))]);
+        let e = parse_condition("ConditionExpression", "name = :v", &mut c).unwrap_err();
+        assert_eq!(
+            e,
+            DynamoError::Validation(
+                "Invalid ConditionExpression: Attribute name is a reserved keyword; reserved keyword: name".into()
+            )
+        );
+        assert!(parse_condition("ConditionExpression", "#n = :v", &mut c).is_ok());
+        assert!(parse_condition("ConditionExpression", "leaseKey = :v", &mut c).is_ok());
+        let e = parse_update("SET Owner = :v", &mut c).unwrap_err();
+        assert!(
+            matches!(e, DynamoError::Validation(m) if m.starts_with("Invalid UpdateExpression: Attribute name is a reserved keyword"))
+        );
+    }
+
+    #[test]
     fn syntax_errors_name_the_token() {
         let mut c = ctx(&[], &[(":v", s("a"))]);
         for bad in [
@@ -1306,7 +1338,7 @@ mod tests {
         let u = parse_update("ADD x :s", &mut c).unwrap();
         let e = apply_update(&u, &lease()).unwrap_err();
         assert_eq!(e, DynamoError::Validation("Invalid UpdateExpression: Incorrect operand type for operator or function; operator: ADD, operand type: STRING".into()));
-        let u = parse_update("SET x = missing + :one", &mut c).unwrap();
+        let u = parse_update("SET x = absentAttr + :one", &mut c).unwrap();
         assert!(apply_update(&u, &lease()).is_err());
         let e = parse_update("SET a = :s, a = :one", &mut c).unwrap_err();
         assert!(
@@ -1320,25 +1352,28 @@ mod tests {
 
     #[test]
     fn nested_paths_and_projection() {
-        let mut c = ctx(&[("#m", "meta")], &[(":v", s("deep")), (":w", n("7"))]);
+        let mut c = ctx(
+            &[("#m", "meta"), ("#l", "list")],
+            &[(":v", s("deep")), (":w", n("7"))],
+        );
         let mut item = lease();
         item.insert("meta".into(), Attr::M(BTreeMap::new()));
         item.insert("list".into(), Attr::L(vec![n("1"), n("2")]));
-        let u = parse_update("SET #m.inner = :v, list[1] = :w, list[5] = :w", &mut c).unwrap();
+        let u = parse_update("SET #m.nested = :v, #l[1] = :w, #l[5] = :w", &mut c).unwrap();
         let new = apply_update(&u, &item).unwrap();
-        let mut c2 = ctx(&[], &[(":v", s("deep")), (":w", n("7"))]);
+        let mut c2 = ctx(&[("#l", "list")], &[(":v", s("deep")), (":w", n("7"))]);
         assert!(check(
-            "meta.inner = :v AND list[1] = :w AND list[2] = :w",
+            "meta.nested = :v AND #l[1] = :w AND #l[2] = :w",
             &mut c2,
             &new
         ));
         let mut c3 = ctx(&[], &[]);
-        let paths = parse_projection("leaseKey, meta.inner", &mut c3).unwrap();
+        let paths = parse_projection("leaseKey, meta.nested", &mut c3).unwrap();
         let p = project(&new, &paths);
         assert_eq!(p.len(), 2);
         assert_eq!(
             p["meta"],
-            Attr::M([("inner".to_string(), s("deep"))].into_iter().collect())
+            Attr::M([("nested".to_string(), s("deep"))].into_iter().collect())
         );
     }
 }

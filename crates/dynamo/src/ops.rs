@@ -470,11 +470,21 @@ fn context(input: &Value, legacy: &[&str], expressions: &[&str]) -> Result<Ctx> 
                 "ExpressionAttributeNames can only be specified when using expressions",
             ));
         }
-        if values.is_some() {
-            return Err(invalid(
-                "ExpressionAttributeValues can only be specified when using expressions",
-            ));
-        }
+    }
+    let value_exprs: Vec<&str> = expressions
+        .iter()
+        .copied()
+        .filter(|e| *e != "ProjectionExpression")
+        .collect();
+    if values.is_some()
+        && !value_exprs.is_empty()
+        && value_exprs.iter().all(|e| input.get(e).is_none())
+    {
+        return Err(invalid(format!(
+            "ExpressionAttributeValues can only be specified when using expressions: {} {} null",
+            value_exprs.join(" and "),
+            if value_exprs.len() > 1 { "are" } else { "is" }
+        )));
     }
     if names.is_some_and(|n| n.as_map().is_some_and(|m| m.is_empty())) {
         return Err(invalid("ExpressionAttributeNames must not be empty"));
