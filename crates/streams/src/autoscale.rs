@@ -94,6 +94,11 @@ impl Streams {
             let load = |u: &crate::limits::Usage| {
                 (u.bytes / limits.write_bytes_per_sec).max(u.records / limits.write_records_per_sec)
             };
+            tracing::debug!(
+                stream = %name,
+                loads = ?usage.iter().map(|u| (load(u), u.throttled)).collect::<Vec<_>>(),
+                "on-demand check"
+            );
             let mut splits: Vec<OpenShard> = open
                 .iter()
                 .zip(&usage)
