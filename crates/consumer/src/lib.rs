@@ -13,7 +13,8 @@
 //! Metrics (through the `metrics` facade): `eddy_consumer_millis_behind_latest`
 //! (gauge per shard), `eddy_consumer_records_processed` (counter per shard),
 //! `eddy_consumer_leases_held` (gauge), `eddy_consumer_checkpoint_failures`
-//! (counter per shard).
+//! (counter per shard), `eddy_consumer_read_throttles` (counter per shard:
+//! throttled reads, each followed by an exponential back-off).
 
 pub mod coordinator;
 pub mod dynamo;

@@ -623,7 +623,10 @@ async fn run_shard<S: LeaseStore, P: RecordProcessor>(
                 b
             }
             Err(e) => {
-                if !matches!(e, RetrievalError::Throttled) {
+                if matches!(e, RetrievalError::Throttled) {
+                    metrics::counter!("eddy_consumer_read_throttles", "shard" => shard_id.clone())
+                        .increment(1);
+                } else {
                     tracing::warn!(shard = %shard_id, "reading records: {e}");
                 }
                 let jitter = Duration::from_millis(rand::random::<u64>() % 100);

@@ -256,9 +256,30 @@ pub async fn run(args: TailArgs) -> anyhow::Result<()> {
         }
         None => {
             // One worker alone: leases in memory, nothing to share.
-            Worker::new(cfg, kinesis, MemoryLeaseStore::new(), factory)
+            Worker::new(cfg, kinesis.clone(), MemoryLeaseStore::new(), factory)
                 .run(shutdown)
                 .await?;
+            if args.efo {
+                // This process's own consumer: do not leave it registered.
+                let arn = kinesis
+                    .describe_stream_summary()
+                    .stream_name(&args.stream)
+                    .send()
+                    .await
+                    .ok()
+                    .and_then(|s| s.stream_description_summary)
+                    .map(|d| d.stream_arn);
+                if let Some(arn) = arn
+                    && let Err(e) = kinesis
+                        .deregister_stream_consumer()
+                        .stream_arn(arn)
+                        .consumer_name(&app)
+                        .send()
+                        .await
+                {
+                    tracing::warn!("deregistering consumer {app}: {e}");
+                }
+            }
         }
     }
     Ok(())

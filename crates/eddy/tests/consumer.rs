@@ -162,6 +162,13 @@ async fn lease_item(
 }
 
 #[tokio::test]
+async fn the_lease_table_on_eddy_enforces_the_kcl_conditions() {
+    let eddy = Eddy::start();
+    let store = DynamoLeaseStore::new(eddy.dynamodb_client(), "conditions");
+    store_conditions::check_store_conditions(&store).await;
+}
+
+#[tokio::test]
 async fn the_lease_table_on_dynalite_enforces_the_kcl_conditions() {
     let Some(dyn_) = Dynalite::start() else {
         return;
@@ -184,6 +191,18 @@ async fn every_record_is_processed_once_and_a_restart_resumes_after_the_checkpoi
         return;
     };
     let eddy = Eddy::start();
+    let ddb = dyn_.client();
+    resume_after_checkpoint(&eddy, ddb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_lease_table_on_eddy_a_restart_resumes_after_the_checkpoint() {
+    let eddy = Eddy::start();
+    let ddb = eddy.dynamodb_client();
+    resume_after_checkpoint(&eddy, ddb).await;
+}
+
+async fn resume_after_checkpoint(eddy: &Eddy, ddb: aws_sdk_dynamodb::Client) {
     let k = eddy.client();
     create_stream(&k, "s", 2).await;
     for i in 0..20 {
@@ -209,7 +228,7 @@ async fn every_record_is_processed_once_and_a_restart_resumes_after_the_checkpoi
         .unwrap();
 
     let seen = Seen::default();
-    let (stop, h) = spawn_worker(config("app", "s", "w1"), &eddy, dyn_.client(), &seen);
+    let (stop, h) = spawn_worker(config("app", "s", "w1"), eddy, ddb.clone(), &seen);
     wait_until(20, "25 records", || seen.records() >= 25).await;
     drop(stop);
     h.await.unwrap();
@@ -241,7 +260,6 @@ async fn every_record_is_processed_once_and_a_restart_resumes_after_the_checkpoi
 
     // The lease items have the KCL's shape: checkpoint at the last record,
     // released owner after a clean shutdown.
-    let ddb = dyn_.client();
     let last_per_shard: HashMap<String, (String, u64)> = seen
         .events()
         .into_iter()
@@ -272,7 +290,7 @@ async fn every_record_is_processed_once_and_a_restart_resumes_after_the_checkpoi
         put(&k, "s", &format!("pk-{i}"), &format!("second-{i}")).await;
     }
     let seen2 = Seen::default();
-    let (stop, h) = spawn_worker(config("app", "s", "w2"), &eddy, dyn_.client(), &seen2);
+    let (stop, h) = spawn_worker(config("app", "s", "w2"), eddy, ddb.clone(), &seen2);
     wait_until(20, "10 new records", || seen2.records() >= 10).await;
     // Give it time to (wrongly) deliver anything old.
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -382,7 +400,7 @@ async fn fan_out_processes_children_only_after_their_parents_ended() {
 }
 
 /// Reads `n` JSON lines from a running `eddy tail` (and any that follow
-/// within 700 ms), then kills it.
+/// within 700 ms), then stops it with SIGTERM.
 fn tail_lines(args: &[&str], n: usize) -> Vec<serde_json::Value> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
         .arg("tail")
@@ -415,8 +433,13 @@ fn tail_lines(args: &[&str], n: usize) -> Vec<serde_json::Value> {
     while let Ok(line) = rx.recv_timeout(Duration::from_millis(700)) {
         out.push(serde_json::from_str(&line).unwrap());
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    // SIGTERM: a clean stop (final checkpoints, consumer deregistered).
+    let status = Command::new("kill")
+        .args(["-15", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success(), "eddy tail exits cleanly");
     out
 }
 
@@ -496,4 +519,14 @@ async fn tail_prints_every_record_as_a_json_line() {
         assert_eq!(u1["partitionKey"], "u1");
         assert!(!lines.iter().any(|l| l["data"] == "user-2"));
     }
+    let consumers = k
+        .list_stream_consumers()
+        .stream_arn("arn:aws:kinesis:us-east-1:000000000000:stream/t")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        consumers.consumers().is_empty(),
+        "--efo deregisters its consumer on exit: {consumers:?}"
+    );
 }

@@ -69,7 +69,8 @@ impl Drop for Worker {
     }
 }
 
-fn spawn_worker(name: &'static str, eddy: &str, ddb: &str, efo: bool, log: &Log) -> Worker {
+/// `ddb`: the lease table's endpoint, or `None` for Eddy's own DynamoDB API.
+fn spawn_worker(name: &'static str, eddy: &str, ddb: Option<&str>, efo: bool, log: &Log) -> Worker {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_eddy"));
     cmd.args([
         "tail",
@@ -80,7 +81,7 @@ fn spawn_worker(name: &'static str, eddy: &str, ddb: &str, efo: bool, log: &Log)
         "--endpoint",
         eddy,
     ])
-    .args(["--dynamodb-endpoint", ddb, "--worker-id", name])
+    .args(["--worker-id", name])
     .args(["--lease-duration-ms", "2000", "--shard-sync-ms", "500"])
     .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
     .env("AWS_SECRET_ACCESS_KEY", "secret")
@@ -90,6 +91,9 @@ fn spawn_worker(name: &'static str, eddy: &str, ddb: &str, efo: bool, log: &Log)
     .stderr(Stdio::piped());
     if efo {
         cmd.arg("--efo");
+    }
+    if let Some(ddb) = ddb {
+        cmd.args(["--dynamodb-endpoint", ddb]);
     }
     let mut child = cmd.spawn().expect("spawning eddy tail");
     for (pipe, record) in [
@@ -116,19 +120,25 @@ fn spawn_worker(name: &'static str, eddy: &str, ddb: &str, efo: bool, log: &Log)
     Worker { child }
 }
 
-async fn group_survives_a_kill_a_join_and_a_split(efo: bool) {
-    let Some(dyn_) = Dynalite::start() else {
-        return;
+async fn group_survives_a_kill_a_join_and_a_split(efo: bool, on_dynalite: bool) {
+    let dyn_ = if on_dynalite {
+        match Dynalite::start() {
+            Some(d) => Some(d),
+            None => return,
+        }
+    } else {
+        None
     };
     let eddy = Eddy::start();
     let k = eddy.client();
     create_stream(&k, "g", 4).await;
     let ep = eddy.endpoint();
-    let ddb = dyn_.endpoint();
+    let ddb = dyn_.as_ref().map(Dynalite::endpoint);
+    let ddb = ddb.as_deref();
     let log = Log::default();
 
-    let mut w1 = spawn_worker("w1", &ep, &ddb, efo, &log);
-    let _w2 = spawn_worker("w2", &ep, &ddb, efo, &log);
+    let mut w1 = spawn_worker("w1", &ep, ddb, efo, &log);
+    let _w2 = spawn_worker("w2", &ep, ddb, efo, &log);
     wait_until(30, "two workers with two shards each", || {
         log.count_held("w1") == 2 && log.count_held("w2") == 2
     })
@@ -194,7 +204,7 @@ async fn group_survives_a_kill_a_join_and_a_split(efo: bool) {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let _w3 = spawn_worker("w3", &ep, &ddb, efo, &log);
+    let _w3 = spawn_worker("w3", &ep, ddb, efo, &log);
     producer.await.unwrap();
 
     let want: HashSet<String> = (0..400).map(|i| format!("r-{i}")).collect();
@@ -315,13 +325,20 @@ async fn group_survives_a_kill_a_join_and_a_split(efo: bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polling_group_survives_a_kill_a_join_and_a_split() {
     let t = Instant::now();
-    group_survives_a_kill_a_join_and_a_split(false).await;
+    group_survives_a_kill_a_join_and_a_split(false, true).await;
     eprintln!("took {:?}", t.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fan_out_group_survives_a_kill_a_join_and_a_split() {
     let t = Instant::now();
-    group_survives_a_kill_a_join_and_a_split(true).await;
+    group_survives_a_kill_a_join_and_a_split(true, true).await;
+    eprintln!("took {:?}", t.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_with_the_lease_table_on_eddy_survives_a_kill_a_join_and_a_split() {
+    let t = Instant::now();
+    group_survives_a_kill_a_join_and_a_split(false, false).await;
     eprintln!("took {:?}", t.elapsed());
 }
