@@ -16,6 +16,10 @@ pub enum DynamoError {
     /// `ConditionalCheckFailedException`, with the item as it was when
     /// `ReturnValuesOnConditionCheckFailure` is `ALL_OLD` (and it exists).
     ConditionFailed(Option<Item>),
+    /// `TransactionCanceledException`: one reason per transaction item,
+    /// `None` for items that passed, `Some(old item if asked)` for failed
+    /// conditions.
+    TransactionCanceled(Vec<Option<Option<Item>>>),
     /// The data directory failed us: `InternalServerError`, HTTP 500.
     Internal(String),
 }
@@ -77,6 +81,22 @@ impl DynamoError {
                 &format!("{NS}ConditionalCheckFailedException"),
                 "The conditional request failed",
             ),
+            DynamoError::TransactionCanceled(reasons) => {
+                let codes: Vec<&str> = reasons
+                    .iter()
+                    .map(|r| match r {
+                        None => "None",
+                        Some(_) => "ConditionalCheckFailed",
+                    })
+                    .collect();
+                AwsError::new(
+                    &format!("{NS}TransactionCanceledException"),
+                    format!(
+                        "Transaction cancelled, please refer cancellation reasons for specific reasons [{}]",
+                        codes.join(", ")
+                    ),
+                )
+            }
             DynamoError::Internal(m) => {
                 AwsError::new(&format!("{NS}InternalServerError"), m.clone()).with_status(500)
             }
@@ -84,21 +104,49 @@ impl DynamoError {
     }
 
     /// The complete JSON error body: `{"__type":..,"message":..}`, plus
-    /// `Item` for a failed condition that asked for the old item.
+    /// `Item` for a failed condition that asked for the old item, or the
+    /// `CancellationReasons` of a cancelled transaction.
     pub fn body(&self, service: &Service) -> Vec<u8> {
         let aws = self.to_aws();
         let plain = aws.encode(eddy_wire::Protocol::Json);
-        let DynamoError::ConditionFailed(Some(item)) = self else {
+        let message = aws.message.clone().unwrap_or_default();
+        let (shape, members) = match self {
+            DynamoError::ConditionFailed(Some(item)) => (
+                "ConditionalCheckFailedException",
+                Value::map()
+                    .with("message", message)
+                    .with("Item", crate::attr::item_to_value(item)),
+            ),
+            DynamoError::TransactionCanceled(reasons) => {
+                let list = reasons
+                    .iter()
+                    .map(|r| match r {
+                        None => Value::map().with("Code", "None"),
+                        Some(item) => {
+                            let mut v = Value::map()
+                                .with("Code", "ConditionalCheckFailed")
+                                .with("Message", "The conditional request failed");
+                            if let Some(item) = item {
+                                v.set("Item", crate::attr::item_to_value(item));
+                            }
+                            v
+                        }
+                    })
+                    .collect();
+                (
+                    "TransactionCanceledException",
+                    Value::map()
+                        .with("Message", message)
+                        .with("CancellationReasons", Value::List(list)),
+                )
+            }
+            _ => return plain,
+        };
+        let Some(shape) = service.shape_id(shape) else {
             return plain;
         };
-        let Some(shape) = service.shape_id("ConditionalCheckFailedException") else {
-            return plain;
-        };
-        let v = Value::map()
-            .with("message", aws.message.clone().unwrap_or_default())
-            .with("Item", crate::attr::item_to_value(item));
-        let rest = service.encode_shape(shape, eddy_wire::Protocol::Json, &v);
-        // `{"__type":"..."` + `,` + the rest without its opening brace.
+        let rest = service.encode_shape(shape, eddy_wire::Protocol::Json, &members);
+        // `{"__type":"..."` + `,` + the members without their opening brace.
         let mut out = plain[..plain.len() - 1].to_vec();
         if let Some(head) = out.iter().position(|&b| b == b',') {
             out.truncate(head); // drop the plain message; `rest` carries it

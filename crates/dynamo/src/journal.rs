@@ -26,6 +26,9 @@ pub enum Record {
     Put(Item),
     /// An item deleted, named by its key attributes.
     Delete(Item),
+    /// Several changes made atomically (BatchWriteItem on one table, a
+    /// transaction's writes to one table).
+    Batch(Vec<Record>),
 }
 
 pub struct Journal {
@@ -233,6 +236,26 @@ mod tests {
             recs,
             vec![Record::Table(meta()), put("a", "1"), put("c", "1")]
         );
+    }
+
+    #[test]
+    fn a_torn_batch_is_lost_whole_never_in_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.journal");
+        let mut j = Journal::create(&path, &meta()).unwrap();
+        let good = j.len();
+        let batch = Record::Batch(vec![put("a", "1"), put("b", "1"), put("c", "1")]);
+        j.append(&batch).unwrap();
+        drop(j);
+        let (_, recs) = Journal::open(&path).unwrap();
+        assert_eq!(recs, vec![Record::Table(meta()), batch]);
+        let data = fs::read(&path).unwrap();
+        let full = data.len() as u64;
+        for cut in [good + 4, good + 9, full - 1] {
+            fs::write(&path, &data[..cut as usize]).unwrap();
+            let (_, recs) = Journal::open(&path).unwrap();
+            assert_eq!(recs, vec![Record::Table(meta())], "cut at {cut}");
+        }
     }
 
     #[test]

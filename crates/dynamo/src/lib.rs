@@ -3,15 +3,19 @@
 //!
 //! Owns: tables (create, describe, update with GSIs, delete, list,
 //! continuous-backup settings), items (get, put, update, delete, scan,
-//! query) with both the legacy (`Expected`, `AttributeUpdates`,
-//! `KeyConditions`) and the expression forms of conditions and updates,
+//! query, batch get/write, transactional get/write) with both the legacy
+//! (`Expected`, `AttributeUpdates`, `KeyConditions`) and the expression
+//! forms of conditions and updates,
 //! and their durable state under `<data-dir>/dynamo/` (one checksummed
 //! journal per table, fsync'd per write, compacted atomically).
 //!
 //! Requests arrive decoded and validated against the DynamoDB model by
 //! `eddy-wire`; [`Dynamo::handle`] runs one operation. It blocks on disk
 //! (fsync), so async callers run it on a blocking thread. Every table has
-//! its own lock; a conditional write checks and writes under it.
+//! its own lock; a conditional write checks and writes under it. Requests
+//! spanning tables (batches, transactions) lock them in name order; their
+//! writes to one table are one journal record (atomic across a crash),
+//! but writes to several tables are not atomic across a crash.
 
 mod attr;
 mod error;
@@ -48,6 +52,10 @@ pub const OPERATIONS: &[&str] = &[
     "Query",
     "UpdateContinuousBackups",
     "DescribeContinuousBackups",
+    "BatchGetItem",
+    "BatchWriteItem",
+    "TransactGetItems",
+    "TransactWriteItems",
 ];
 
 /// The DynamoDB service: all tables of one data directory.
@@ -128,6 +136,10 @@ impl Dynamo {
             "Query" => ops::query(self, input),
             "UpdateContinuousBackups" => ops::update_continuous_backups(self, input),
             "DescribeContinuousBackups" => ops::describe_continuous_backups(self, input),
+            "BatchGetItem" => ops::batch_get_item(self, input),
+            "BatchWriteItem" => ops::batch_write_item(self, input),
+            "TransactGetItems" => ops::transact_get_items(self, input),
+            "TransactWriteItems" => ops::transact_write_items(self, input),
             other => Err(DynamoError::Validation(format!(
                 "{other} is not supported by Eddy yet."
             ))),

@@ -464,12 +464,10 @@ fn context(input: &Value, legacy: &[&str], expressions: &[&str]) -> Result<Ctx> 
     }
     let names = input.get("ExpressionAttributeNames");
     let values = input.get("ExpressionAttributeValues");
-    if new.is_empty() {
-        if names.is_some() {
-            return Err(invalid(
-                "ExpressionAttributeNames can only be specified when using expressions",
-            ));
-        }
+    if new.is_empty() && names.is_some() {
+        return Err(invalid(
+            "ExpressionAttributeNames can only be specified when using expressions",
+        ));
     }
     let value_exprs: Vec<&str> = expressions
         .iter()
@@ -534,11 +532,6 @@ fn return_values(input: &Value, allowed: &[&str]) -> Result<String> {
     Ok(rv.to_string())
 }
 
-fn condition_failed(input: &Value, old: Option<&Item>) -> DynamoError {
-    let all_old = input.str("ReturnValuesOnConditionCheckFailure") == Some("ALL_OLD");
-    DynamoError::ConditionFailed(old.filter(|_| all_old).cloned())
-}
-
 fn check_size(item: &Item) -> Result<()> {
     if item_size(item) > MAX_ITEM_BYTES {
         return Err(invalid("Item size has exceeded the maximum allowed size"));
@@ -580,33 +573,26 @@ fn consumed(input: &Value, out: &mut Value) {
 }
 
 pub fn put_item(d: &Dynamo, input: &Value) -> Result<Value> {
-    let mut ctx = context(
-        input,
-        &["Expected", "ConditionalOperator"],
-        &["ConditionExpression"],
-    )?;
-    let rv = return_values(input, &["NONE", "ALL_OLD"])?;
-    let item = item_from_value(input.get("Item").unwrap_or(&Value::Null))?;
-    let cond = write_condition(input, &mut ctx)?;
-    ctx.check_all_used()?;
-    check_size(&item)?;
+    single_write(d, "PutItem", input)
+}
+
+pub fn update_item(d: &Dynamo, input: &Value) -> Result<Value> {
+    single_write(d, "UpdateItem", input)
+}
+
+pub fn delete_item(d: &Dynamo, input: &Value) -> Result<Value> {
+    single_write(d, "DeleteItem", input)
+}
+
+/// Put/Update/DeleteItem: check and write under the table's lock.
+fn single_write(d: &Dynamo, op: &str, input: &Value) -> Result<Value> {
+    let w = Write::prepare(op, input)?;
     let mut out = with_table(d, input, |t| {
-        let key = item_key(&t.meta, &item)?;
-        check_index_keys(&t.meta, &item)?;
-        let old = t.items.get(&key).cloned();
-        if let Some(c) = &cond
-            && !expr::eval(c, old.as_ref().unwrap_or(&Item::new()))
-        {
-            return Err(condition_failed(input, old.as_ref()));
+        let p = w.plan(t)?;
+        if let Some(change) = p.change {
+            t.apply(vec![(p.key, change)])?;
         }
-        t.put(key, item)?;
-        let mut out = Value::map();
-        if rv == "ALL_OLD"
-            && let Some(o) = &old
-        {
-            out.set("Attributes", item_to_value(o));
-        }
-        Ok(out)
+        Ok(p.out)
     })?;
     consumed(input, &mut out);
     Ok(out)
@@ -645,119 +631,436 @@ pub fn get_item(d: &Dynamo, input: &Value) -> Result<Value> {
     Ok(out)
 }
 
-pub fn delete_item(d: &Dynamo, input: &Value) -> Result<Value> {
-    let mut ctx = context(
-        input,
-        &["Expected", "ConditionalOperator"],
-        &["ConditionExpression"],
-    )?;
-    let rv = return_values(input, &["NONE", "ALL_OLD"])?;
-    let key = item_from_value(input.get("Key").unwrap_or(&Value::Null))?;
-    let cond = write_condition(input, &mut ctx)?;
-    ctx.check_all_used()?;
-    let mut out = with_table(d, input, |t| {
-        let k = request_key(&t.meta, &key)?;
-        let old = t.items.get(&k).cloned();
-        if let Some(c) = &cond
-            && !expr::eval(c, old.as_ref().unwrap_or(&Item::new()))
-        {
-            return Err(condition_failed(input, old.as_ref()));
-        }
-        t.delete(&k)?;
-        let mut out = Value::map();
-        if rv == "ALL_OLD"
-            && let Some(o) = &old
-        {
-            out.set("Attributes", item_to_value(o));
-        }
-        Ok(out)
-    })?;
-    consumed(input, &mut out);
-    Ok(out)
-}
-
 enum Change {
     None,
     Legacy(Vec<legacy::AttrUpdate>),
     Expr(expr::Update),
 }
 
-pub fn update_item(d: &Dynamo, input: &Value) -> Result<Value> {
-    let mut ctx = context(
-        input,
-        &["AttributeUpdates", "Expected", "ConditionalOperator"],
-        &["UpdateExpression", "ConditionExpression"],
-    )?;
-    let rv = return_values(
-        input,
-        &["NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"],
-    )?;
-    let key = item_from_value(input.get("Key").unwrap_or(&Value::Null))?;
-    let change = if let Some(src) = input.str("UpdateExpression") {
-        Change::Expr(expr::parse_update(src, &mut ctx)?)
-    } else if let Some(u) = input.get("AttributeUpdates") {
-        Change::Legacy(legacy::attribute_updates(u)?)
-    } else {
-        Change::None
-    };
-    let cond = write_condition(input, &mut ctx)?;
-    ctx.check_all_used()?;
-    let updated: BTreeSet<String> = match &change {
-        Change::None => BTreeSet::new(),
-        Change::Legacy(u) => u.iter().map(|u| u.name.clone()).collect(),
-        Change::Expr(u) => expr::updated_names(u),
-    };
-    let mut out = with_table(d, input, |t| {
-        let k = request_key(&t.meta, &key)?;
-        for name in t.meta.key_names() {
-            if updated.contains(name) {
-                return Err(invalid_param(format!(
-                    "Cannot update attribute {name}. This attribute is part of the key"
-                )));
+/// What a write does, parsed and checked before any table is locked.
+enum WriteKind {
+    Put(Item),
+    Delete(Item),
+    Update {
+        key: Item,
+        change: Change,
+        updated: BTreeSet<String>,
+    },
+    /// TransactWriteItems' ConditionCheck.
+    Check(Item),
+}
+
+/// One write (of an item operation or a transaction).
+struct Write {
+    table: String,
+    kind: WriteKind,
+    cond: Option<Cond>,
+    return_values: String,
+    all_old_on_failure: bool,
+}
+
+/// The outcome of a write's check: what to store (`None`: nothing;
+/// `Some(None)`: delete) and the operation's answer.
+struct Planned {
+    key: Key,
+    change: Option<Option<Item>>,
+    out: Value,
+}
+
+impl Write {
+    /// Parses a PutItem/UpdateItem/DeleteItem input, or a transaction's
+    /// `Put`/`Update`/`Delete`/`ConditionCheck` (named the same way).
+    fn prepare(op: &str, input: &Value) -> Result<Write> {
+        let (legacy_params, expr_params, allowed): (&[&str], &[&str], &[&str]) = match op {
+            "PutItem" | "Put" | "DeleteItem" | "Delete" => (
+                &["Expected", "ConditionalOperator"],
+                &["ConditionExpression"],
+                &["NONE", "ALL_OLD"],
+            ),
+            "UpdateItem" | "Update" => (
+                &["AttributeUpdates", "Expected", "ConditionalOperator"],
+                &["UpdateExpression", "ConditionExpression"],
+                &["NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"],
+            ),
+            _ => (&[], &["ConditionExpression"], &["NONE"]),
+        };
+        let mut ctx = context(input, legacy_params, expr_params)?;
+        let return_values = return_values(input, allowed)?;
+        let attrs = |name: &str| item_from_value(input.get(name).unwrap_or(&Value::Null));
+        let kind = match op {
+            "PutItem" | "Put" => {
+                let item = attrs("Item")?;
+                check_size(&item)?;
+                WriteKind::Put(item)
+            }
+            "DeleteItem" | "Delete" => WriteKind::Delete(attrs("Key")?),
+            "UpdateItem" | "Update" => {
+                let change = if let Some(src) = input.str("UpdateExpression") {
+                    Change::Expr(expr::parse_update(src, &mut ctx)?)
+                } else if let Some(u) = input.get("AttributeUpdates") {
+                    Change::Legacy(legacy::attribute_updates(u)?)
+                } else {
+                    Change::None
+                };
+                let updated = match &change {
+                    Change::None => BTreeSet::new(),
+                    Change::Legacy(u) => u.iter().map(|u| u.name.clone()).collect(),
+                    Change::Expr(u) => expr::updated_names(u),
+                };
+                WriteKind::Update {
+                    key: attrs("Key")?,
+                    change,
+                    updated,
+                }
+            }
+            _ => WriteKind::Check(attrs("Key")?),
+        };
+        let cond = write_condition(input, &mut ctx)?;
+        ctx.check_all_used()?;
+        Ok(Write {
+            table: table_name(input).to_string(),
+            kind,
+            cond,
+            return_values,
+            all_old_on_failure: input.str("ReturnValuesOnConditionCheckFailure") == Some("ALL_OLD"),
+        })
+    }
+
+    /// The key the write addresses, checked against the table's schema.
+    fn key(&self, meta: &TableMeta) -> Result<Key> {
+        match &self.kind {
+            WriteKind::Put(item) => {
+                let k = item_key(meta, item)?;
+                check_index_keys(meta, item)?;
+                Ok(k)
+            }
+            WriteKind::Delete(key) | WriteKind::Check(key) | WriteKind::Update { key, .. } => {
+                request_key(meta, key)
             }
         }
-        let old = t.items.get(&k).cloned();
-        let base = old.clone().unwrap_or_else(|| key.clone());
-        if let Some(c) = &cond
+    }
+
+    /// Checks the condition against the table as it is and computes the
+    /// change; nothing is written.
+    fn plan(&self, t: &Table) -> Result<Planned> {
+        let key = self.key(&t.meta)?;
+        if let WriteKind::Update { updated, .. } = &self.kind {
+            for name in t.meta.key_names() {
+                if updated.contains(name) {
+                    return Err(invalid_param(format!(
+                        "Cannot update attribute {name}. This attribute is part of the key"
+                    )));
+                }
+            }
+        }
+        let old = t.items.get(&key).cloned();
+        if let Some(c) = &self.cond
             && !expr::eval(c, old.as_ref().unwrap_or(&Item::new()))
         {
-            return Err(condition_failed(input, old.as_ref()));
-        }
-        let new = match &change {
-            Change::None => base.clone(),
-            Change::Legacy(u) => legacy::apply_attribute_updates(u, &base)?,
-            Change::Expr(u) => expr::apply_update(u, &base)?,
-        };
-        if key_item(&t.meta, &new) != key {
-            // A nested path under a key, or an index into it.
-            return Err(invalid_param(
-                "Cannot update attribute in the key. This attribute is part of the key",
+            return Err(DynamoError::ConditionFailed(
+                old.filter(|_| self.all_old_on_failure),
             ));
         }
-        check_size(&new)?;
-        check_index_keys(&t.meta, &new)?;
-        t.put(k, new.clone())?;
-        let pick = |item: &Item| -> Item {
-            item.iter()
-                .filter(|(n, _)| updated.contains(*n))
-                .map(|(n, a)| (n.clone(), a.clone()))
-                .collect()
-        };
-        let attrs = match rv.as_str() {
-            "ALL_OLD" => old.clone(),
-            "ALL_NEW" => Some(new.clone()),
-            "UPDATED_OLD" => old.as_ref().map(pick),
-            "UPDATED_NEW" => Some(pick(&new)),
-            _ => None,
-        };
         let mut out = Value::map();
-        if let Some(a) = attrs.filter(|a| !a.is_empty()) {
-            out.set("Attributes", item_to_value(&a));
+        let all_old = |out: &mut Value| {
+            if self.return_values == "ALL_OLD"
+                && let Some(o) = &old
+            {
+                out.set("Attributes", item_to_value(o));
+            }
+        };
+        let change = match &self.kind {
+            WriteKind::Put(item) => {
+                all_old(&mut out);
+                Some(Some(item.clone()))
+            }
+            WriteKind::Delete(_) => {
+                all_old(&mut out);
+                old.as_ref().map(|_| None)
+            }
+            WriteKind::Check(_) => None,
+            WriteKind::Update {
+                key: key_attrs,
+                change,
+                updated,
+            } => {
+                let base = old.clone().unwrap_or_else(|| key_attrs.clone());
+                let new = match change {
+                    Change::None => base,
+                    Change::Legacy(u) => legacy::apply_attribute_updates(u, &base)?,
+                    Change::Expr(u) => expr::apply_update(u, &base)?,
+                };
+                if key_item(&t.meta, &new) != *key_attrs {
+                    // A nested path under a key, or an index into it.
+                    return Err(invalid_param(
+                        "Cannot update attribute in the key. This attribute is part of the key",
+                    ));
+                }
+                check_size(&new)?;
+                check_index_keys(&t.meta, &new)?;
+                let pick = |item: &Item| -> Item {
+                    item.iter()
+                        .filter(|(n, _)| updated.contains(*n))
+                        .map(|(n, a)| (n.clone(), a.clone()))
+                        .collect()
+                };
+                let attrs = match self.return_values.as_str() {
+                    "ALL_OLD" => old.clone(),
+                    "ALL_NEW" => Some(new.clone()),
+                    "UPDATED_OLD" => old.as_ref().map(pick),
+                    "UPDATED_NEW" => Some(pick(&new)),
+                    _ => None,
+                };
+                if let Some(a) = attrs.filter(|a| !a.is_empty()) {
+                    out.set("Attributes", item_to_value(&a));
+                }
+                Some(Some(new))
+            }
+        };
+        Ok(Planned { key, change, out })
+    }
+}
+
+/// Locks the named tables in name order (so concurrent multi-table
+/// requests cannot deadlock); every one must exist.
+fn lock_tables(
+    d: &Dynamo,
+    names: impl IntoIterator<Item = String>,
+) -> Result<Vec<(String, Arc<Mutex<Table>>)>> {
+    let names: BTreeSet<String> = names.into_iter().collect();
+    names
+        .into_iter()
+        .map(|n| {
+            let t = d.table(&n).ok_or_else(not_found)?;
+            Ok((n, t))
+        })
+        .collect()
+}
+
+pub fn transact_write_items(d: &Dynamo, input: &Value) -> Result<Value> {
+    let mut writes = Vec::new();
+    for item in input.list("TransactItems").unwrap_or(&[]) {
+        let present: Vec<&str> = ["ConditionCheck", "Put", "Delete", "Update"]
+            .into_iter()
+            .filter(|k| item.get(k).is_some())
+            .collect();
+        let [op] = present.as_slice() else {
+            return Err(invalid(
+                "TransactItems can only contain one of Check, Put, Update or Delete",
+            ));
+        };
+        writes.push(Write::prepare(op, item.get(op).unwrap_or(&Value::Null))?);
+    }
+    let tables = lock_tables(d, writes.iter().map(|w| w.table.clone()))?;
+    let mut guards: BTreeMap<&str, MutexGuard<'_, Table>> = BTreeMap::new();
+    for (n, t) in &tables {
+        let g = lock(t);
+        if g.journal.is_none() {
+            return Err(not_found());
         }
-        Ok(out)
-    })?;
+        guards.insert(n.as_str(), g);
+    }
+    let mut seen = BTreeSet::new();
+    for w in &writes {
+        let k = w.key(&guards[w.table.as_str()].meta)?;
+        if !seen.insert((w.table.clone(), k)) {
+            return Err(invalid(
+                "Transaction request cannot include multiple operations on one item",
+            ));
+        }
+    }
+    let mut plans = Vec::new();
+    let mut reasons = Vec::new();
+    for w in &writes {
+        match w.plan(&guards[w.table.as_str()]) {
+            Ok(p) => {
+                reasons.push(None);
+                plans.push(Some(p));
+            }
+            Err(DynamoError::ConditionFailed(item)) => {
+                reasons.push(Some(item));
+                plans.push(None);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if reasons.iter().any(Option::is_some) {
+        return Err(DynamoError::TransactionCanceled(reasons));
+    }
+    let mut per_table: BTreeMap<&str, Vec<(Key, Option<Item>)>> = BTreeMap::new();
+    for (w, p) in writes.iter().zip(plans) {
+        if let Some(p) = p
+            && let Some(change) = p.change
+        {
+            per_table
+                .entry(w.table.as_str())
+                .or_default()
+                .push((p.key, change));
+        }
+    }
+    for (name, changes) in per_table {
+        if let Some(g) = guards.get_mut(name) {
+            g.apply(changes)?;
+        }
+    }
+    let mut out = Value::map();
     consumed(input, &mut out);
     Ok(out)
+}
+
+pub fn transact_get_items(d: &Dynamo, input: &Value) -> Result<Value> {
+    let mut gets = Vec::new();
+    for item in input.list("TransactItems").unwrap_or(&[]) {
+        let g = item.get("Get").unwrap_or(&Value::Null);
+        let mut ctx = context(g, &[], &["ProjectionExpression"])?;
+        let proj = projection(g, &mut ctx)?;
+        ctx.check_all_used()?;
+        let key = item_from_value(g.get("Key").unwrap_or(&Value::Null))?;
+        gets.push((table_name(g).to_string(), key, proj));
+    }
+    let tables = lock_tables(d, gets.iter().map(|g| g.0.clone()))?;
+    let mut guards: BTreeMap<&str, MutexGuard<'_, Table>> = BTreeMap::new();
+    for (n, t) in &tables {
+        let g = lock(t);
+        if g.journal.is_none() {
+            return Err(not_found());
+        }
+        guards.insert(n.as_str(), g);
+    }
+    let mut responses = Vec::new();
+    for (table, key, proj) in &gets {
+        let t = &guards[table.as_str()];
+        let k = request_key(&t.meta, key)?;
+        let mut r = Value::map();
+        if let Some(item) = t.items.get(&k) {
+            let item = match proj {
+                Some(p) => expr::project(item, p),
+                None => item.clone(),
+            };
+            r.set("Item", item_to_value(&item));
+        }
+        responses.push(r);
+    }
+    Ok(Value::map().with("Responses", Value::List(responses)))
+}
+
+pub fn batch_write_item(d: &Dynamo, input: &Value) -> Result<Value> {
+    let requests = input
+        .get("RequestItems")
+        .and_then(Value::as_map)
+        .unwrap_or(&[]);
+    // Parse everything first: a bad request writes nothing.
+    let mut parsed: Vec<(String, Vec<WriteKind>)> = Vec::new();
+    for (table, list) in requests {
+        let mut kinds = Vec::new();
+        for r in list.as_list().unwrap_or(&[]) {
+            match (r.get("PutRequest"), r.get("DeleteRequest")) {
+                (Some(p), None) => {
+                    let item = item_from_value(p.get("Item").unwrap_or(&Value::Null))?;
+                    check_size(&item)?;
+                    kinds.push(WriteKind::Put(item));
+                }
+                (None, Some(del)) => kinds.push(WriteKind::Delete(item_from_value(
+                    del.get("Key").unwrap_or(&Value::Null),
+                )?)),
+                _ => {
+                    return Err(invalid(
+                        "Supplied AttributeValue has more than one datatypes set, must contain exactly one of the supported datatypes",
+                    ));
+                }
+            }
+        }
+        parsed.push((table.clone(), kinds));
+    }
+    let tables = lock_tables(d, parsed.iter().map(|p| p.0.clone()))?;
+    let mut guards: BTreeMap<&str, MutexGuard<'_, Table>> = BTreeMap::new();
+    for (n, t) in &tables {
+        let g = lock(t);
+        if g.journal.is_none() {
+            return Err(not_found());
+        }
+        guards.insert(n.as_str(), g);
+    }
+    let mut per_table = Vec::new();
+    for (table, kinds) in &parsed {
+        let meta = &guards[table.as_str()].meta;
+        let mut seen = BTreeSet::new();
+        let mut changes = Vec::new();
+        for kind in kinds {
+            let (k, change) = match kind {
+                WriteKind::Put(item) => {
+                    let k = item_key(meta, item).map_err(|_| {
+                        invalid("The provided key element does not match the schema")
+                    })?;
+                    check_index_keys(meta, item)?;
+                    (k, Some(item.clone()))
+                }
+                WriteKind::Delete(key) | WriteKind::Check(key) | WriteKind::Update { key, .. } => {
+                    (request_key(meta, key)?, None)
+                }
+            };
+            if !seen.insert(k.clone()) {
+                return Err(invalid("Provided list of item keys contains duplicates"));
+            }
+            changes.push((k, change));
+        }
+        per_table.push((table.as_str(), changes));
+    }
+    for (table, changes) in per_table {
+        if let Some(g) = guards.get_mut(table) {
+            g.apply(changes)?;
+        }
+    }
+    let mut out = Value::map().with("UnprocessedItems", Value::map());
+    consumed(input, &mut out);
+    Ok(out)
+}
+
+pub fn batch_get_item(d: &Dynamo, input: &Value) -> Result<Value> {
+    let requests = input
+        .get("RequestItems")
+        .and_then(Value::as_map)
+        .unwrap_or(&[]);
+    let mut parsed = Vec::new();
+    for (table, ka) in requests {
+        let mut ctx = context(ka, &["AttributesToGet"], &["ProjectionExpression"])?;
+        let proj = projection(ka, &mut ctx)?;
+        ctx.check_all_used()?;
+        let keys = ka
+            .list("Keys")
+            .unwrap_or(&[])
+            .iter()
+            .map(item_from_value)
+            .collect::<Result<Vec<_>>>()?;
+        parsed.push((table.clone(), keys, proj));
+    }
+    let mut responses = Value::map();
+    for (table, keys, proj) in &parsed {
+        let t = d.table(table).ok_or_else(not_found)?;
+        let g = lock(&t);
+        if g.journal.is_none() {
+            return Err(not_found());
+        }
+        let mut seen = BTreeSet::new();
+        let mut items = Vec::new();
+        for key in keys {
+            let k = request_key(&g.meta, key)?;
+            if !seen.insert(k.clone()) {
+                return Err(invalid("Provided list of item keys contains duplicates"));
+            }
+            if let Some(item) = g.items.get(&k) {
+                let item = match proj {
+                    Some(p) => expr::project(item, p),
+                    None => item.clone(),
+                };
+                items.push(item_to_value(&item));
+            }
+        }
+        responses.set(table, Value::List(items));
+    }
+    Ok(Value::map()
+        .with("Responses", responses)
+        .with("UnprocessedKeys", Value::map()))
 }
 
 // ------------------------------------------------------------ scan / query

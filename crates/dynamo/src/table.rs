@@ -248,59 +248,77 @@ impl Table {
         };
         let mut t = Table::new(meta, journal);
         for rec in it {
-            match rec {
-                Record::Table(m) => t.meta = m,
-                Record::Put(item) => {
-                    if let Ok(k) = item_key(&t.meta, &item) {
-                        t.live_bytes += record_bytes(&Record::Put(item.clone()));
-                        if let Some(old) = t.items.insert(k, item) {
-                            t.live_bytes -= record_bytes(&Record::Put(old));
-                        }
-                    }
-                }
-                Record::Delete(key) => {
-                    if let Ok(k) = item_key(&t.meta, &key)
-                        && let Some(old) = t.items.remove(&k)
-                    {
-                        t.live_bytes -= record_bytes(&Record::Put(old));
+            t.replay_one(rec);
+        }
+        Some(t)
+    }
+
+    fn replay_one(&mut self, rec: Record) {
+        match rec {
+            Record::Table(m) => self.meta = m,
+            Record::Put(item) => {
+                if let Ok(k) = item_key(&self.meta, &item) {
+                    self.live_bytes += record_bytes(&Record::Put(item.clone()));
+                    if let Some(old) = self.items.insert(k, item) {
+                        self.live_bytes -= record_bytes(&Record::Put(old));
                     }
                 }
             }
+            Record::Delete(key) => {
+                if let Ok(k) = item_key(&self.meta, &key)
+                    && let Some(old) = self.items.remove(&k)
+                {
+                    self.live_bytes -= record_bytes(&Record::Put(old));
+                }
+            }
+            Record::Batch(recs) => {
+                for r in recs {
+                    self.replay_one(r);
+                }
+            }
         }
-        Some(t)
     }
 
     fn journal(&mut self) -> Result<&mut Journal> {
         self.journal.as_mut().ok_or_else(crate::error::not_found)
     }
 
-    /// Writes an item durably, then makes it visible.
-    pub fn put(&mut self, key: Key, item: Item) -> Result<()> {
-        let rec = Record::Put(item);
-        self.journal()?.append(&rec)?;
-        let Record::Put(item) = rec else {
-            unreachable!()
+    /// Writes item changes (`None`: delete) durably as one journal record,
+    /// then makes them visible.
+    pub fn apply(&mut self, changes: Vec<(Key, Option<Item>)>) -> Result<()> {
+        let mut recs: Vec<Record> = changes
+            .iter()
+            .map(|(_, change)| match change {
+                Some(item) => Record::Put(item.clone()),
+                None => Record::Delete(Item::new()),
+            })
+            .collect();
+        for (rec, (key, _)) in recs.iter_mut().zip(&changes) {
+            if let Record::Delete(k) = rec
+                && let Some(old) = self.items.get(key)
+            {
+                *k = key_item(&self.meta, old);
+            }
+        }
+        let rec = if recs.len() == 1 {
+            recs.pop().expect("one record")
+        } else {
+            Record::Batch(recs)
         };
-        self.live_bytes += record_bytes(&Record::Put(item.clone()));
-        if let Some(old) = self.items.insert(key, item) {
-            self.live_bytes -= record_bytes(&Record::Put(old));
+        self.journal()?.append(&rec)?;
+        for (key, change) in changes {
+            let old = match change {
+                Some(item) => {
+                    self.live_bytes += record_bytes(&Record::Put(item.clone()));
+                    self.items.insert(key, item)
+                }
+                None => self.items.remove(&key),
+            };
+            if let Some(o) = old {
+                self.live_bytes -= record_bytes(&Record::Put(o));
+            }
         }
         self.maybe_compact()
-    }
-
-    /// Deletes an item durably (if present).
-    pub fn delete(&mut self, key: &Key) -> Result<Option<Item>> {
-        let Some(old) = self.items.get(key) else {
-            return Ok(None);
-        };
-        let rec = Record::Delete(key_item(&self.meta, old));
-        self.journal()?.append(&rec)?;
-        let old = self.items.remove(key);
-        if let Some(o) = &old {
-            self.live_bytes -= record_bytes(&Record::Put(o.clone()));
-        }
-        self.maybe_compact()?;
-        Ok(old)
     }
 
     /// Replaces the metadata durably.

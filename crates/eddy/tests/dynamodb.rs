@@ -1147,12 +1147,7 @@ async fn errors_on_the_wire_are_typed_as_dynamodb_types_them() {
         body["message"],
         "1 validation error detected: Value '0' at 'limit' failed to satisfy constraint: Member must have value greater than or equal to 1"
     );
-    let (status, _, body) = raw(
-        &eddy,
-        "BatchWriteItem",
-        r#"{"RequestItems":{"t1":[{"DeleteRequest":{"Key":{"k":{"S":"a"}}}}]}}"#,
-    )
-    .await;
+    let (status, _, body) = raw(&eddy, "DescribeLimits", "{}").await;
     assert_eq!(status, 400);
     assert_eq!(
         body["__type"],
@@ -1204,4 +1199,225 @@ async fn errors_on_the_wire_are_typed_as_dynamodb_types_them() {
     // Kinesis still answers on the same port with its own protocol.
     let k = eddy.client();
     k.list_streams().send().await.unwrap();
+}
+
+#[tokio::test]
+async fn transactions_and_batches_are_all_or_nothing() {
+    use aws_sdk_dynamodb::types::{
+        ConditionCheck, Delete, Get, KeysAndAttributes, Put, PutRequest, TransactGetItem,
+        TransactWriteItem, Update, WriteRequest,
+    };
+    let mut eddy = Eddy::start();
+    let c = eddy.dynamodb_client();
+    create_lease_table(&c, "leases").await;
+    create_lease_table(&c, "coordinator").await;
+
+    // BatchWriteItem across two tables, then BatchGetItem.
+    let put = |k: &str| {
+        WriteRequest::builder()
+            .put_request(
+                PutRequest::builder()
+                    .set_item(Some(lease(k, "w1", 1)))
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+    };
+    let out = c
+        .batch_write_item()
+        .request_items("leases", vec![put("a"), put("b"), put("c")])
+        .request_items("coordinator", vec![put("Leader")])
+        .send()
+        .await
+        .unwrap();
+    assert!(out.unprocessed_items().is_none_or(|u| u.is_empty()));
+    let keys = |ks: &[&str]| {
+        KeysAndAttributes::builder()
+            .set_keys(Some(
+                ks.iter()
+                    .map(|k| HashMap::from([("leaseKey".to_string(), s(k))]))
+                    .collect(),
+            ))
+            .build()
+            .unwrap()
+    };
+    let got = c
+        .batch_get_item()
+        .request_items("leases", keys(&["a", "c", "zz"]))
+        .request_items("coordinator", keys(&["Leader"]))
+        .send()
+        .await
+        .unwrap();
+    let responses = got.responses.unwrap();
+    assert_eq!(responses["leases"].len(), 2);
+    assert_eq!(responses["coordinator"].len(), 1);
+
+    // A transaction whose condition fails writes nothing and says which.
+    let tx = |counter: i64| {
+        c.transact_write_items()
+            .transact_items(
+                TransactWriteItem::builder()
+                    .condition_check(
+                        ConditionCheck::builder()
+                            .table_name("coordinator")
+                            .key("leaseKey", s("Leader"))
+                            .condition_expression("leaseOwner = :me")
+                            .expression_attribute_values(":me", s("w1"))
+                            .build()
+                            .unwrap(),
+                    )
+                    .build(),
+            )
+            .transact_items(
+                TransactWriteItem::builder()
+                    .update(
+                        Update::builder()
+                            .table_name("leases")
+                            .key("leaseKey", s("a"))
+                            .update_expression("SET leaseOwner = :o ADD leaseCounter :one")
+                            .condition_expression("leaseCounter = :n")
+                            .expression_attribute_values(":o", s("w2"))
+                            .expression_attribute_values(":one", n(1))
+                            .expression_attribute_values(":n", n(counter))
+                            .return_values_on_condition_check_failure(
+                                ReturnValuesOnConditionCheckFailure::AllOld,
+                            )
+                            .build()
+                            .unwrap(),
+                    )
+                    .build(),
+            )
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name("leases")
+                            .set_item(Some(lease("d", "w2", 1)))
+                            .condition_expression("attribute_not_exists(leaseKey)")
+                            .build()
+                            .unwrap(),
+                    )
+                    .build(),
+            )
+            .transact_items(
+                TransactWriteItem::builder()
+                    .delete(
+                        Delete::builder()
+                            .table_name("leases")
+                            .key("leaseKey", s("b"))
+                            .build()
+                            .unwrap(),
+                    )
+                    .build(),
+            )
+            .send()
+    };
+    let err = tx(7).await.unwrap_err().into_service_error();
+    let aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(tce) = err else {
+        panic!("expected TransactionCanceledException, got {err:?}");
+    };
+    let codes: Vec<&str> = tce
+        .cancellation_reasons()
+        .iter()
+        .map(|r| r.code().unwrap())
+        .collect();
+    assert_eq!(codes, ["None", "ConditionalCheckFailed", "None", "None"]);
+    assert_eq!(
+        tce.cancellation_reasons()[1].item.as_ref().unwrap()["leaseCounter"],
+        n(1)
+    );
+    assert_eq!(
+        tce.message(),
+        Some(
+            "Transaction cancelled, please refer cancellation reasons for specific reasons [None, ConditionalCheckFailed, None, None]"
+        )
+    );
+    assert!(get_lease(&c, "leases", "d").await.is_none());
+    assert!(get_lease(&c, "leases", "b").await.is_some());
+    assert_eq!(
+        get_lease(&c, "leases", "a").await.unwrap()["leaseOwner"],
+        s("w1")
+    );
+
+    // With the right counter every write happens, and survives kill -9.
+    tx(1).await.unwrap();
+    eddy.kill9();
+    eddy.spawn();
+    let c = eddy.dynamodb_client();
+    let a = get_lease(&c, "leases", "a").await.unwrap();
+    assert_eq!(
+        (a["leaseOwner"].clone(), a["leaseCounter"].clone()),
+        (s("w2"), n(2))
+    );
+    assert!(get_lease(&c, "leases", "d").await.is_some());
+    assert!(get_lease(&c, "leases", "b").await.is_none());
+
+    let got = c
+        .transact_get_items()
+        .transact_items(
+            TransactGetItem::builder()
+                .get(
+                    Get::builder()
+                        .table_name("leases")
+                        .key("leaseKey", s("a"))
+                        .projection_expression("leaseCounter")
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .transact_items(
+            TransactGetItem::builder()
+                .get(
+                    Get::builder()
+                        .table_name("leases")
+                        .key("leaseKey", s("b"))
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let r = got.responses();
+    assert_eq!(
+        r[0].item.as_ref().unwrap(),
+        &HashMap::from([("leaseCounter".to_string(), n(2))])
+    );
+    assert!(r[1].item.is_none());
+
+    // Two operations on one item are refused.
+    let err = c
+        .transact_write_items()
+        .transact_items(
+            TransactWriteItem::builder()
+                .delete(
+                    Delete::builder()
+                        .table_name("leases")
+                        .key("leaseKey", s("a"))
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .transact_items(
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name("leases")
+                        .set_item(Some(lease("a", "w3", 9)))
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(
+        err.message(),
+        Some("Transaction request cannot include multiple operations on one item")
+    );
 }
