@@ -234,7 +234,7 @@ impl Streams {
             .iter()
             .zip(&slot)
             .map(|(r, slot)| match slot {
-                Some((b, k)) => Value::map()
+                Some((b, k)) => Value::map_with_capacity(2)
                     .with(
                         "SequenceNumber",
                         seqnum::encode(target.tag, r.shard_index, appended[*b].first_position + k),
@@ -441,7 +441,7 @@ impl Streams {
         let out: Vec<Value> = records
             .into_iter()
             .map(|r| {
-                let mut v = Value::map()
+                let mut v = Value::map_with_capacity(5)
                     .with(
                         "SequenceNumber",
                         seqnum::encode(it.stream_tag, shard.index, r.position),

@@ -258,7 +258,13 @@ impl Streams {
     pub(crate) fn gate(&self, name: &str) -> Arc<tokio::sync::RwLock<()>> {
         // Read-mostly: puts share the read lock; only a stream's first put
         // takes the write lock to create its gate.
-        if let Some(g) = self.inner.gates.read().unwrap_or_else(|p| p.into_inner()).get(name) {
+        if let Some(g) = self
+            .inner
+            .gates
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+        {
             return g.clone();
         }
         let mut gates = self.inner.gates.write().unwrap_or_else(|p| p.into_inner());

@@ -251,7 +251,7 @@ impl Pump {
                 let list: Vec<Value> = records
                     .into_iter()
                     .map(|r| {
-                        let mut v = Value::map()
+                        let mut v = Value::map_with_capacity(5)
                             .with(
                                 "SequenceNumber",
                                 seqnum::encode(self.tag, self.shard_index, r.position),

@@ -11,6 +11,12 @@ impl Value {
         Value::Map(Vec::new())
     }
 
+    /// An empty structure with room for `n` members (one allocation for
+    /// the per-record answers built by the thousand).
+    pub fn map_with_capacity(n: usize) -> Value {
+        Value::Map(Vec::with_capacity(n))
+    }
+
     /// Member `key` of a structure; `None` if absent, explicitly null, or
     /// if `self` is not a structure.
     pub fn get(&self, key: &str) -> Option<&Value> {
