@@ -132,6 +132,14 @@ struct ShardTask<S> {
     handle: JoinHandle<Outcome>,
 }
 
+impl<S> Drop for ShardTask<S> {
+    /// A worker dropped mid-way stops its shards at once, as if it crashed
+    /// (no final checkpoint); graceful stops go through the stop signal.
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
 /// Runs record processors made by `factory` over the shards this worker
 /// holds leases for.
 pub struct Worker<S, F> {
@@ -164,7 +172,9 @@ where
     }
 
     /// Runs until `shutdown` resolves; then asks every processor for a final
-    /// checkpoint and releases the leases.
+    /// checkpoint and releases the leases. Dropping the returned future
+    /// instead stops everything at once, like a crash: no final checkpoints,
+    /// and the leases are taken over only after the lease duration.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ConsumerError> {
         let cfg = self.cfg.clone();
         self.store.ensure_table().await?;
@@ -221,8 +231,8 @@ where
                 .map(|(k, _)| k.clone())
                 .collect();
             for key in done {
-                let t = tasks.remove(&key).expect("present");
-                match t.handle.await {
+                let mut t = tasks.remove(&key).expect("present");
+                match (&mut t.handle).await {
                     Ok(Outcome::ShardEnded) => {
                         coord.forget(&key);
                         // Children may be ready now.
@@ -268,8 +278,8 @@ where
         for t in tasks.values() {
             let _ = t.stop.send(Stop::Shutdown);
         }
-        for (key, t) in tasks {
-            let _ = t.handle.await;
+        for (key, mut t) in tasks {
+            let _ = (&mut t.handle).await;
             coord.release(&key).await;
         }
         for key in coord.held_keys() {

@@ -208,6 +208,20 @@ async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
 pub async fn run(args: TailArgs) -> anyhow::Result<()> {
     let initial = parse_from(&args.from)?;
     let kinesis = aws_sdk_kinesis::Client::new(&sdk_config(args.endpoint.as_deref()).await);
+    // Fail fast on a wrong name or endpoint rather than retrying forever.
+    kinesis
+        .describe_stream_summary()
+        .stream_name(&args.stream)
+        .send()
+        .await
+        .map_err(|e| {
+            use aws_sdk_kinesis::error::ProvideErrorMetadata;
+            match e.code() {
+                Some(c) => anyhow::anyhow!("{c}: {}", e.message().unwrap_or("")),
+                None => anyhow::anyhow!("{e:?}"),
+            }
+        })
+        .with_context(|| format!("reading stream {}", args.stream))?;
     let worker_id = args.worker_id.clone().unwrap_or_else(|| {
         let host = std::fs::read_to_string("/etc/hostname")
             .map(|s| s.trim().to_string())

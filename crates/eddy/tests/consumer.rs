@@ -310,6 +310,91 @@ async fn resume_after_checkpoint(eddy: &Eddy, ddb: aws_sdk_dynamodb::Client) {
     );
 }
 
+/// Processes everything but checkpoints only up to `upto` (exclusive): a
+/// worker about to die between processing and checkpointing.
+struct CheckpointUpTo {
+    seen: Seen,
+    upto: usize,
+}
+
+impl RecordProcessor for CheckpointUpTo {
+    async fn initialize(&mut self, input: InitializeInput) {
+        self.seen.0.lock().unwrap().push(Event::Init(
+            input.shard_id,
+            input.checkpoint.as_attribute().to_string(),
+        ));
+    }
+
+    async fn process_records(&mut self, input: ProcessRecordsInput, cp: &mut Checkpointer) {
+        let mut last_ok = None;
+        for r in &input.records {
+            let data = String::from_utf8(r.data.to_vec()).unwrap();
+            let i: usize = data.trim_start_matches("d-").parse().unwrap();
+            self.seen.0.lock().unwrap().push(Event::Record {
+                shard: r.shard_id.clone(),
+                seq: r.sequence_number.clone(),
+                sub: r.sub_sequence_number,
+                data,
+                pk: r.partition_key.clone(),
+            });
+            if i < self.upto {
+                last_ok = Some(r.clone());
+            }
+        }
+        if let Some(r) = last_ok {
+            cp.checkpoint_at(&r).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_processed_but_not_checkpointed_by_a_dead_worker_are_redelivered_once() {
+    let eddy = Eddy::start();
+    let k = eddy.client();
+    create_stream(&k, "d", 1).await;
+    for i in 0..15 {
+        put(&k, "d", "p", &format!("d-{i}")).await;
+    }
+    let ddb = eddy.dynamodb_client();
+    let cfg = config("dies", "d", "w1");
+    let store = DynamoLeaseStore::new(ddb.clone(), "dies");
+    let seen1 = Seen::default();
+    let w1 = {
+        let seen = seen1.clone();
+        Worker::new(cfg, eddy.client(), store.clone(), move || CheckpointUpTo {
+            seen: seen.clone(),
+            upto: 10,
+        })
+    };
+    // Never told to stop: it "dies" (dropped) without a final checkpoint or
+    // releasing its lease.
+    let h1 = tokio::spawn(async move { w1.run(std::future::pending()).await.unwrap() });
+    wait_until(20, "w1 processed 15", || seen1.records() >= 15).await;
+    h1.abort();
+    let _ = h1.await;
+    for i in 15..20 {
+        put(&k, "d", "p", &format!("d-{i}")).await;
+    }
+    // The successor waits out the lease, then resumes after d-9.
+    let started = std::time::Instant::now();
+    let seen2 = Seen::default();
+    let (stop, h2) = spawn_worker(config("dies", "d", "w2"), &eddy, ddb, &seen2);
+    wait_until(20, "w2 caught up", || seen2.records() >= 10).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(1400),
+        "a live-looking lease is not taken before the lease duration"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(stop);
+    h2.await.unwrap();
+    let redelivered: Vec<String> = seen2.data();
+    assert_eq!(
+        redelivered,
+        (10..20).map(|i| format!("d-{i}")).collect::<Vec<_>>(),
+        "exactly the records after the last checkpoint, in order"
+    );
+}
+
 /// Splits and merges while consuming; `efo` picks SubscribeToShard.
 async fn parents_before_children(efo: bool) {
     let Some(dyn_) = Dynalite::start() else {
@@ -529,4 +614,20 @@ async fn tail_prints_every_record_as_a_json_line() {
         consumers.consumers().is_empty(),
         "--efo deregisters its consumer on exit: {consumers:?}"
     );
+}
+
+#[test]
+fn tail_of_a_missing_stream_fails_with_the_error() {
+    let eddy = Eddy::start();
+    let out = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["tail", "--stream", "nope", "--endpoint", &eddy.endpoint()])
+        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", "secret")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ResourceNotFoundException"), "{err}");
+    assert!(err.contains("nope"), "{err}");
 }
