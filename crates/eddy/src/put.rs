@@ -72,7 +72,7 @@ pub struct PutArgs {
     #[arg(long, default_value_t = 51_200)]
     pub aggregation_max_bytes: usize,
     /// Most records accepted and not yet completed.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 200_000)]
     pub max_outstanding: usize,
     /// Concurrent PutRecords calls.
     #[arg(long, default_value_t = 24)]
@@ -89,7 +89,7 @@ pub struct PutArgs {
 const LINES_PER_CHUNK: usize = 1024;
 /// Chunks in flight between reader thread and sender.
 const READ_AHEAD_CHUNKS: usize = 16;
-/// Pending results between sender and collector.
+/// Pending results kept before the oldest is awaited.
 const RESULT_QUEUE: usize = 256 * 1024;
 /// First failures printed in full.
 const ERRORS_SHOWN: u64 = 10;
@@ -107,6 +107,51 @@ struct Summary {
     seconds: f64,
     records_per_sec: f64,
     mb_per_sec: f64,
+}
+
+/// Results in send order: completed ones are taken from the front as the
+/// run goes (no task or channel per record); at most `RESULT_QUEUE` wait.
+#[derive(Default)]
+struct Results {
+    pending: std::collections::VecDeque<PendingRecord>,
+    failed: u64,
+}
+
+impl Results {
+    fn record(&mut self, r: Result<eddy_producer::PutResult, eddy_producer::PutError>) {
+        if let Err(e) = r {
+            self.failed += 1;
+            if self.failed <= ERRORS_SHOWN {
+                eprintln!("eddy put: record failed: {e}");
+            }
+        }
+    }
+
+    async fn push(&mut self, p: PendingRecord) {
+        self.pending.push_back(p);
+        while let Some(front) = self.pending.front_mut() {
+            match front.try_result() {
+                Some(r) => {
+                    self.pending.pop_front();
+                    self.record(r);
+                }
+                None if self.pending.len() > RESULT_QUEUE => {
+                    let p = self.pending.pop_front().expect("front");
+                    let r = p.await;
+                    self.record(r);
+                }
+                None => break,
+            }
+        }
+    }
+
+    async fn finish(mut self) -> u64 {
+        while let Some(p) = self.pending.pop_front() {
+            let r = p.await;
+            self.record(r);
+        }
+        self.failed
+    }
 }
 
 fn random_key(rng: &mut impl Rng) -> String {
@@ -246,21 +291,6 @@ pub async fn run(args: PutArgs) -> anyhow::Result<()> {
     let producer = Producer::new(client, config);
     let started = Instant::now();
 
-    // Collector: awaits results in order, counts failures, shows the first.
-    let (res_tx, mut res_rx) = mpsc::channel::<PendingRecord>(RESULT_QUEUE);
-    let collector = tokio::spawn(async move {
-        let mut failed = 0u64;
-        while let Some(p) = res_rx.recv().await {
-            if let Err(e) = p.await {
-                failed += 1;
-                if failed <= ERRORS_SHOWN {
-                    eprintln!("eddy put: record failed: {e}");
-                }
-            }
-        }
-        failed
-    });
-
     // Progress display.
     let show = args.progress || std::io::stderr().is_terminal();
     let ticker = show.then(|| {
@@ -283,6 +313,7 @@ pub async fn run(args: PutArgs) -> anyhow::Result<()> {
     });
 
     let mut summary = Summary::default();
+    let mut results = Results::default();
     let mut rng = rand::thread_rng();
     let stream = args.stream.clone();
     let mut input_error = None;
@@ -300,14 +331,12 @@ pub async fn run(args: PutArgs) -> anyhow::Result<()> {
             let p = producer.send(&stream, &key, data).await?;
             summary.records += 1;
             summary.bytes += size as u64;
-            if res_tx.send(p).await.is_err() {
-                break;
-            }
+            results.push(p).await;
         }
     } else {
         let (tx, mut rx) = mpsc::channel(READ_AHEAD_CHUNKS);
         spawn_reader(args.files.clone(), tx);
-        'read: while let Some(chunk) = rx.recv().await {
+        while let Some(chunk) = rx.recv().await {
             let lines = match chunk {
                 Ok(lines) => lines,
                 Err(e) => {
@@ -330,15 +359,12 @@ pub async fn run(args: PutArgs) -> anyhow::Result<()> {
                     .await
                     .with_context(|| format!("record {}", summary.records + 1))?;
                 summary.records += 1;
-                if res_tx.send(p).await.is_err() {
-                    break 'read;
-                }
+                results.push(p).await;
             }
         }
     }
-    drop(res_tx);
     producer.shutdown().await;
-    summary.failed = collector.await.context("collector")?;
+    summary.failed = results.finish().await;
     if let Some(t) = ticker {
         t.abort();
         if std::io::stderr().is_terminal() {

@@ -79,7 +79,7 @@ impl Default for ProducerConfig {
             retry_base_delay: Duration::from_millis(50),
             retry_max_delay: Duration::from_secs(2),
             ordered: false,
-            max_outstanding_records: 1_000_000,
+            max_outstanding_records: 200_000,
             max_outstanding_bytes: 512 * 1024 * 1024,
             fail_fast: false,
             shard_map_ttl: Duration::from_secs(60),

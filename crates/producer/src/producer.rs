@@ -36,6 +36,18 @@ pub struct PendingRecord {
     rx: oneshot::Receiver<Result<PutResult, PutError>>,
 }
 
+impl PendingRecord {
+    /// The result if the record has completed, without waiting; `None`
+    /// while it is still on its way.
+    pub fn try_result(&mut self) -> Option<Result<PutResult, PutError>> {
+        match self.rx.try_recv() {
+            Ok(r) => Some(r),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(PutError::Shutdown)),
+        }
+    }
+}
+
 impl Future for PendingRecord {
     type Output = Result<PutResult, PutError>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
