@@ -56,6 +56,11 @@ pub const OPERATIONS: &[&str] = &[
     "BatchWriteItem",
     "TransactGetItems",
     "TransactWriteItems",
+    "UpdateTimeToLive",
+    "DescribeTimeToLive",
+    "TagResource",
+    "UntagResource",
+    "ListTagsOfResource",
 ];
 
 /// The DynamoDB service: all tables of one data directory.
@@ -90,6 +95,12 @@ impl Dynamo {
     pub fn open(dir: impl AsRef<Path>) -> std::io::Result<Dynamo> {
         let dir = dir.as_ref().join("tables");
         std::fs::create_dir_all(&dir)?;
+        // Make the directories themselves durable before any table is.
+        for d in dir.ancestors().take(3) {
+            if let Ok(f) = std::fs::File::open(d) {
+                f.sync_all()?;
+            }
+        }
         let mut tables = BTreeMap::new();
         for entry in std::fs::read_dir(&dir)? {
             let path = entry?.path();
@@ -140,6 +151,11 @@ impl Dynamo {
             "BatchWriteItem" => ops::batch_write_item(self, input),
             "TransactGetItems" => ops::transact_get_items(self, input),
             "TransactWriteItems" => ops::transact_write_items(self, input),
+            "UpdateTimeToLive" => ops::update_time_to_live(self, input),
+            "DescribeTimeToLive" => ops::describe_time_to_live(self, input),
+            "TagResource" => ops::tag_resource(self, input),
+            "UntagResource" => ops::untag_resource(self, input),
+            "ListTagsOfResource" => ops::list_tags_of_resource(self, input),
             other => Err(DynamoError::Validation(format!(
                 "{other} is not supported by Eddy yet."
             ))),

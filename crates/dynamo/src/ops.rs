@@ -249,6 +249,8 @@ pub fn create_table(d: &Dynamo, input: &Value) -> Result<Value> {
         created_ms: now_ms(),
         pitr: false,
         deletion_protection: input.bool("DeletionProtectionEnabled").unwrap_or(false),
+        ttl: None,
+        tags: tags_of(input),
     };
     check_definitions(&meta)?;
     let mut tables = d.inner.tables.write().unwrap_or_else(|p| p.into_inner());
@@ -438,6 +440,122 @@ pub fn describe_continuous_backups(d: &Dynamo, input: &Value) -> Result<Value> {
         .ok_or_else(|| DynamoError::NotFound(format!("Table not found: {name}")))?;
     let g = lock(&t);
     Ok(backups(&g.meta))
+}
+
+pub fn update_time_to_live(d: &Dynamo, input: &Value) -> Result<Value> {
+    let spec = input
+        .get("TimeToLiveSpecification")
+        .cloned()
+        .unwrap_or_else(Value::map);
+    let enabled = spec.bool("Enabled").unwrap_or(false);
+    let attr = spec.str("AttributeName").unwrap_or_default().to_string();
+    let name = table_name(input).to_string();
+    let t = d.table(&name).ok_or_else(not_found)?;
+    let mut g = lock(&t);
+    if g.journal.is_none() {
+        return Err(not_found());
+    }
+    let mut meta = g.meta.clone();
+    match (enabled, &meta.ttl) {
+        (true, Some(_)) => return Err(invalid("TimeToLive is already enabled")),
+        (false, None) => return Err(invalid("TimeToLive is already disabled")),
+        (true, None) => meta.ttl = Some(attr),
+        (false, Some(_)) => meta.ttl = None,
+    }
+    g.set_meta(meta)?;
+    Ok(Value::map().with("TimeToLiveSpecification", spec))
+}
+
+pub fn describe_time_to_live(d: &Dynamo, input: &Value) -> Result<Value> {
+    let name = table_name(input).to_string();
+    let t = d.table(&name).ok_or_else(not_found)?;
+    let g = lock(&t);
+    if g.journal.is_none() {
+        return Err(not_found());
+    }
+    let desc = match &g.meta.ttl {
+        Some(a) => Value::map()
+            .with("TimeToLiveStatus", "ENABLED")
+            .with("AttributeName", a.as_str()),
+        None => Value::map().with("TimeToLiveStatus", "DISABLED"),
+    };
+    Ok(Value::map().with("TimeToLiveDescription", desc))
+}
+
+fn tags_of(input: &Value) -> Vec<(String, String)> {
+    input
+        .list("Tags")
+        .unwrap_or(&[])
+        .iter()
+        .map(|t| {
+            (
+                t.str("Key").unwrap_or_default().to_string(),
+                t.str("Value").unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The table an ARN names, locked.
+fn table_of_arn(d: &Dynamo, arn: &str) -> Result<Arc<Mutex<Table>>> {
+    let missing = || {
+        DynamoError::NotFound(format!(
+            "Requested resource not found: ResourcArn: {arn} not found"
+        ))
+    };
+    let name = arn.rsplit_once(":table/").map(|(_, n)| n).ok_or_else(|| {
+        invalid(format!(
+            "Invalid TableArn: Invalid ResourceArn provided as input {arn}"
+        ))
+    })?;
+    let t = d.table(name).ok_or_else(missing)?;
+    if lock(&t).journal.is_none() {
+        return Err(missing());
+    }
+    Ok(t)
+}
+
+pub fn tag_resource(d: &Dynamo, input: &Value) -> Result<Value> {
+    let t = table_of_arn(d, input.str("ResourceArn").unwrap_or_default())?;
+    let mut g = lock(&t);
+    let mut meta = g.meta.clone();
+    for (k, v) in tags_of(input) {
+        meta.tags.retain(|(old, _)| *old != k);
+        meta.tags.push((k, v));
+    }
+    g.set_meta(meta)?;
+    Ok(Value::map())
+}
+
+pub fn untag_resource(d: &Dynamo, input: &Value) -> Result<Value> {
+    let t = table_of_arn(d, input.str("ResourceArn").unwrap_or_default())?;
+    let mut g = lock(&t);
+    let keys: Vec<&str> = input
+        .list("TagKeys")
+        .unwrap_or(&[])
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let mut meta = g.meta.clone();
+    meta.tags.retain(|(k, _)| !keys.contains(&k.as_str()));
+    g.set_meta(meta)?;
+    Ok(Value::map())
+}
+
+pub fn list_tags_of_resource(d: &Dynamo, input: &Value) -> Result<Value> {
+    let t = table_of_arn(d, input.str("ResourceArn").unwrap_or_default())?;
+    let g = lock(&t);
+    let tags = g
+        .meta
+        .tags
+        .iter()
+        .map(|(k, v)| {
+            Value::map()
+                .with("Key", k.as_str())
+                .with("Value", v.as_str())
+        })
+        .collect();
+    Ok(Value::map().with("Tags", Value::List(tags)))
 }
 
 // ------------------------------------------------------------ items

@@ -49,6 +49,12 @@ pub struct TableMeta {
     pub pitr: bool,
     #[serde(default)]
     pub deletion_protection: bool,
+    /// Time-to-live attribute when TTL is enabled (items are not expired
+    /// by Eddy; the setting is kept and described).
+    #[serde(default)]
+    pub ttl: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
 }
 
 impl TableMeta {
@@ -68,6 +74,8 @@ impl TableMeta {
             created_ms: 0,
             pitr: false,
             deletion_protection: false,
+            ttl: None,
+            tags: vec![],
         }
     }
 

@@ -1421,3 +1421,80 @@ async fn transactions_and_batches_are_all_or_nothing() {
         Some("Transaction request cannot include multiple operations on one item")
     );
 }
+
+#[tokio::test]
+async fn ttl_and_tag_settings_are_kept_across_restart() {
+    use aws_sdk_dynamodb::types::{Tag, TimeToLiveSpecification, TimeToLiveStatus};
+    let mut eddy = Eddy::start();
+    let c = eddy.dynamodb_client();
+    c.create_table()
+        .table_name("WorkerMetricStats")
+        .key_schema(key_element("wid", KeyType::Hash))
+        .attribute_definitions(definition("wid", ScalarAttributeType::S))
+        .billing_mode(BillingMode::PayPerRequest)
+        .tags(Tag::builder().key("app").value("kcl").build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let ttl = |enabled: bool| {
+        c.update_time_to_live()
+            .table_name("WorkerMetricStats")
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .enabled(enabled)
+                    .attribute_name("expiresAt")
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+    };
+    ttl(true).await.unwrap();
+    let err = ttl(true).await.unwrap_err().into_service_error();
+    assert_eq!(err.message(), Some("TimeToLive is already enabled"));
+    let arn = c
+        .describe_table()
+        .table_name("WorkerMetricStats")
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap()
+        .table_arn
+        .unwrap();
+    c.tag_resource()
+        .resource_arn(&arn)
+        .tags(Tag::builder().key("team").value("streams").build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    c.untag_resource()
+        .resource_arn(&arn)
+        .tag_keys("app")
+        .send()
+        .await
+        .unwrap();
+
+    eddy.kill9();
+    eddy.spawn();
+    let c = eddy.dynamodb_client();
+    let d = c
+        .describe_time_to_live()
+        .table_name("WorkerMetricStats")
+        .send()
+        .await
+        .unwrap()
+        .time_to_live_description
+        .unwrap();
+    assert_eq!(d.time_to_live_status, Some(TimeToLiveStatus::Enabled));
+    assert_eq!(d.attribute_name.as_deref(), Some("expiresAt"));
+    let tags = c
+        .list_tags_of_resource()
+        .resource_arn(&arn)
+        .send()
+        .await
+        .unwrap()
+        .tags
+        .unwrap();
+    assert_eq!(tags.len(), 1);
+    assert_eq!((tags[0].key(), tags[0].value()), ("team", "streams"));
+}
