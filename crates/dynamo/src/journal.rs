@@ -21,7 +21,7 @@ const MAX_FRAME: usize = 16 * 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Record {
     /// The table's metadata (first record; later ones replace it).
-    Table(TableMeta),
+    Table(Box<TableMeta>),
     /// An item written whole (put, or the result of an update).
     Put(Item),
     /// An item deleted, named by its key attributes.
@@ -82,7 +82,8 @@ fn write_atomically(path: &Path, records: impl Iterator<Item = Record>) -> io::R
 impl Journal {
     /// Creates a new journal holding `meta`, durably.
     pub fn create(path: &Path, meta: &TableMeta) -> io::Result<Journal> {
-        let (file, len) = write_atomically(path, std::iter::once(Record::Table(meta.clone())))?;
+        let (file, len) =
+            write_atomically(path, std::iter::once(Record::Table(Box::new(meta.clone()))))?;
         Ok(Journal {
             file,
             path: path.to_path_buf(),
@@ -207,7 +208,11 @@ mod tests {
         let (_, recs) = Journal::open(&path).unwrap();
         assert_eq!(
             recs,
-            vec![Record::Table(meta()), put("a", "1"), put("a", "2")]
+            vec![
+                Record::Table(Box::new(meta())),
+                put("a", "1"),
+                put("a", "2")
+            ]
         );
     }
 
@@ -227,14 +232,18 @@ mod tests {
         drop(f);
 
         let (mut j, recs) = Journal::open(&path).unwrap();
-        assert_eq!(recs, vec![Record::Table(meta()), put("a", "1")]);
+        assert_eq!(recs, vec![Record::Table(Box::new(meta())), put("a", "1")]);
         assert_eq!(fs::metadata(&path).unwrap().len(), good);
         j.append(&put("c", "1")).unwrap();
         drop(j);
         let (_, recs) = Journal::open(&path).unwrap();
         assert_eq!(
             recs,
-            vec![Record::Table(meta()), put("a", "1"), put("c", "1")]
+            vec![
+                Record::Table(Box::new(meta())),
+                put("a", "1"),
+                put("c", "1")
+            ]
         );
     }
 
@@ -248,13 +257,13 @@ mod tests {
         j.append(&batch).unwrap();
         drop(j);
         let (_, recs) = Journal::open(&path).unwrap();
-        assert_eq!(recs, vec![Record::Table(meta()), batch]);
+        assert_eq!(recs, vec![Record::Table(Box::new(meta())), batch]);
         let data = fs::read(&path).unwrap();
         let full = data.len() as u64;
         for cut in [good + 4, good + 9, full - 1] {
             fs::write(&path, &data[..cut as usize]).unwrap();
             let (_, recs) = Journal::open(&path).unwrap();
-            assert_eq!(recs, vec![Record::Table(meta())], "cut at {cut}");
+            assert_eq!(recs, vec![Record::Table(Box::new(meta()))], "cut at {cut}");
         }
     }
 
@@ -273,7 +282,7 @@ mod tests {
         fs::write(&path, &data).unwrap();
 
         let (_, recs) = Journal::open(&path).unwrap();
-        assert_eq!(recs, vec![Record::Table(meta()), put("a", "1")]);
+        assert_eq!(recs, vec![Record::Table(Box::new(meta())), put("a", "1")]);
         assert_eq!(fs::metadata(&path).unwrap().len(), good);
     }
 
@@ -286,7 +295,7 @@ mod tests {
             j.append(&put("a", &i.to_string())).unwrap();
         }
         let before = j.len();
-        j.rewrite([Record::Table(meta()), put("a", "99")].into_iter())
+        j.rewrite([Record::Table(Box::new(meta())), put("a", "99")].into_iter())
             .unwrap();
         assert!(j.len() < before / 5, "{} vs {before}", j.len());
         j.append(&put("b", "1")).unwrap();
@@ -294,7 +303,11 @@ mod tests {
         let (_, recs) = Journal::open(&path).unwrap();
         assert_eq!(
             recs,
-            vec![Record::Table(meta()), put("a", "99"), put("b", "1")]
+            vec![
+                Record::Table(Box::new(meta())),
+                put("a", "99"),
+                put("b", "1")
+            ]
         );
         assert!(!path.with_extension("tmp").exists());
     }

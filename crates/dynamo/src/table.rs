@@ -239,7 +239,7 @@ const COMPACT_MIN: u64 = 256 * 1024;
 
 impl Table {
     pub fn new(meta: TableMeta, journal: Journal) -> Table {
-        let live_bytes = record_bytes(&Record::Table(meta.clone()));
+        let live_bytes = record_bytes(&Record::Table(Box::new(meta.clone())));
         Table {
             meta,
             items: BTreeMap::new(),
@@ -254,7 +254,7 @@ impl Table {
         let Some(Record::Table(meta)) = it.next() else {
             return None;
         };
-        let mut t = Table::new(meta, journal);
+        let mut t = Table::new(*meta, journal);
         for rec in it {
             t.replay_one(rec);
         }
@@ -263,7 +263,7 @@ impl Table {
 
     fn replay_one(&mut self, rec: Record) {
         match rec {
-            Record::Table(m) => self.meta = m,
+            Record::Table(m) => self.meta = *m,
             Record::Put(item) => {
                 if let Ok(k) = item_key(&self.meta, &item) {
                     self.live_bytes += record_bytes(&Record::Put(item.clone()));
@@ -331,7 +331,8 @@ impl Table {
 
     /// Replaces the metadata durably.
     pub fn set_meta(&mut self, meta: TableMeta) -> Result<()> {
-        self.journal()?.append(&Record::Table(meta.clone()))?;
+        self.journal()?
+            .append(&Record::Table(Box::new(meta.clone())))?;
         self.meta = meta;
         Ok(())
     }
@@ -341,7 +342,7 @@ impl Table {
         if len < COMPACT_MIN || len < COMPACT_FACTOR * self.live_bytes {
             return Ok(());
         }
-        let records = std::iter::once(Record::Table(self.meta.clone()))
+        let records = std::iter::once(Record::Table(Box::new(self.meta.clone())))
             .chain(self.items.values().map(|i| Record::Put(i.clone())))
             .collect::<Vec<_>>();
         self.journal()?.rewrite(records.into_iter())?;
