@@ -137,7 +137,7 @@ impl<S: LeaseStore> LeaseCoordinator<S> {
         // Leases the table says are ours but we do not hold (a restart with
         // the same worker id) count as expired only by the clock above.
         let chosen: Vec<(Lease, bool)> =
-            select_leases_to_take(&all, &is_expired, &self.worker_id, self.max_steal)
+            select_leases_to_take(&all, is_expired, &self.worker_id, self.max_steal)
                 .into_iter()
                 .map(|l| {
                     let live = !is_expired(&l);

@@ -100,7 +100,7 @@ pub(crate) enum Retriever {
         shard: String,
         position: Position,
         subscription:
-            Option<aws_sdk_kinesis::operation::subscribe_to_shard::SubscribeToShardOutput>,
+            Option<Box<aws_sdk_kinesis::operation::subscribe_to_shard::SubscribeToShardOutput>>,
     },
 }
 
@@ -199,7 +199,7 @@ impl Retriever {
                         .send()
                         .await
                         .map_err(|e| classify(describe(&e)))?;
-                    *subscription = Some(out);
+                    *subscription = Some(Box::new(out));
                 }
                 let sub = subscription.as_mut().expect("subscribed");
                 match sub.event_stream.recv().await {
