@@ -312,6 +312,53 @@ mod tests {
     }
 
     #[test]
+    fn key_values_are_checked_as_dynamodb_checks_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Dynamo::open(dir.path()).unwrap();
+        create(&d);
+        let msg = |op: &str, body: &str| match call(&d, op, body) {
+            Err(DynamoError::Validation(m)) => m,
+            other => panic!("{op} {body}: {other:?}"),
+        };
+        assert_eq!(
+            msg(
+                "PutItem",
+                r#"{"TableName":"leases","Item":{"leaseKey":{"S":""}}}"#
+            ),
+            "One or more parameter values are not valid. The AttributeValue for a key attribute cannot contain an empty string value. Key: leaseKey"
+        );
+        assert_eq!(
+            msg(
+                "GetItem",
+                r#"{"TableName":"leases","Key":{"leaseKey":{"S":""}}}"#
+            ),
+            "One or more parameter values were invalid: The AttributeValue for a key attribute cannot contain an empty string value. Key: leaseKey"
+        );
+        assert_eq!(
+            msg(
+                "PutItem",
+                r#"{"TableName":"leases","Item":{"leaseKey":{"N":"1"}}}"#
+            ),
+            "One or more parameter values were invalid: Type mismatch for key leaseKey expected: S actual: N"
+        );
+        let long = "k".repeat(2049);
+        assert_eq!(
+            msg(
+                "PutItem",
+                &format!(r#"{{"TableName":"leases","Item":{{"leaseKey":{{"S":"{long}"}}}}}}"#)
+            ),
+            "One or more parameter values were invalid: Size of hashkey has exceeded the maximum size limit of2048 bytes"
+        );
+        assert_eq!(
+            msg(
+                "GetItem",
+                r#"{"TableName":"leases","Key":{"other":{"S":"a"}}}"#
+            ),
+            "The provided key element does not match the schema"
+        );
+    }
+
+    #[test]
     fn deleted_tables_stay_deleted_after_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let d = Dynamo::open(dir.path()).unwrap();

@@ -165,7 +165,11 @@ pub type Key = (KeyVal, Option<KeyVal>);
 /// The key of a whole item (PutItem): every key attribute present, of its
 /// declared type, non-empty.
 pub fn item_key(meta: &TableMeta, item: &Item) -> Result<Key> {
-    let one = |name: &str| -> Result<KeyVal> {
+    key_of(meta, item, "One or more parameter values are not valid.")
+}
+
+fn key_of(meta: &TableMeta, item: &Item, empty_prefix: &str) -> Result<Key> {
+    let one = |name: &str, is_hash: bool| -> Result<KeyVal> {
         let ty = meta.attr_type(name).unwrap_or("S");
         let a = item
             .get(name)
@@ -176,19 +180,32 @@ pub fn item_key(meta: &TableMeta, item: &Item) -> Result<Key> {
                 a.type_name()
             ))
         })?;
-        if matches!(&kv, KeyVal::S(s) if s.is_empty())
-            || matches!(&kv, KeyVal::B(b) if b.is_empty())
-        {
+        let len = match &kv {
+            KeyVal::S(s) => s.len(),
+            KeyVal::B(b) => b.len(),
+            KeyVal::N(_) => 1,
+        };
+        if len == 0 {
             return Err(invalid(format!(
-                "One or more parameter values are not valid. The AttributeValue for a key attribute cannot contain an empty {} value. Key: {name}",
+                "{empty_prefix} The AttributeValue for a key attribute cannot contain an empty {} value. Key: {name}",
                 if ty == "S" { "string" } else { "binary" }
             )));
+        }
+        if is_hash && len > 2048 {
+            return Err(invalid_param(
+                "Size of hashkey has exceeded the maximum size limit of2048 bytes",
+            ));
+        }
+        if !is_hash && len > 1024 {
+            return Err(invalid_param(
+                "Aggregated size of all range keys has exceeded the size limit of 1024 bytes",
+            ));
         }
         Ok(kv)
     };
     Ok((
-        one(&meta.hash)?,
-        meta.range.as_deref().map(one).transpose()?,
+        one(&meta.hash, true)?,
+        meta.range.as_deref().map(|r| one(r, false)).transpose()?,
     ))
 }
 
@@ -205,7 +222,7 @@ pub fn request_key(meta: &TableMeta, key: &Item) -> Result<Key> {
             return Err(mismatch());
         }
     }
-    item_key(meta, key)
+    key_of(meta, key, "One or more parameter values were invalid:")
 }
 
 /// The key attributes of an item, as an item.
