@@ -38,10 +38,7 @@ fn comparison(name: &str, op: &str, args: Vec<Attr>) -> Result<Cond> {
         "NULL" => Cond::NotExists(path(name)),
         "NOT_NULL" => Cond::Exists(path(name)),
         "CONTAINS" => Cond::Contains(p(), v(0)),
-        "NOT_CONTAINS" => Cond::And(
-            Box::new(Cond::Exists(path(name))),
-            Box::new(Cond::Not(Box::new(Cond::Contains(p(), v(0))))),
-        ),
+        "NOT_CONTAINS" => Cond::Not(Box::new(Cond::Contains(p(), v(0)))),
         "BEGINS_WITH" => Cond::BeginsWith(p(), v(0)),
         "BETWEEN" => Cond::Between(p(), v(0), v(1)),
         "IN" => Cond::In(p(), (0..args.len()).map(v).collect()),
@@ -303,6 +300,10 @@ mod tests {
         assert!(eval(&cond("NOT_NULL", &[]), &l));
         assert!(!eval(&cond("NULL", &[]), &l));
         assert!(eval(&cond("NE", &["6"]), &l));
+        // Absent attributes: not equal, and containing nothing.
+        assert!(eval(&cond("NE", &["6"]), &Item::new()));
+        assert!(eval(&cond("NOT_CONTAINS", &["6"]), &Item::new()));
+        assert!(!eval(&cond("CONTAINS", &["6"]), &Item::new()));
     }
 
     #[test]
