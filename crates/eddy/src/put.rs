@@ -328,7 +328,7 @@ pub async fn run(args: PutArgs) -> anyhow::Result<()> {
             let at = (i as usize % span) * size;
             let data = buf.slice(at..at + size);
             let key = random_key(&mut rng);
-            let p = producer.send(&stream, &key, data).await?;
+            let p = producer.send(&stream, key, data).await?;
             summary.records += 1;
             summary.bytes += size as u64;
             results.push(p).await;
@@ -355,7 +355,7 @@ pub async fn run(args: PutArgs) -> anyhow::Result<()> {
                 };
                 summary.bytes += line.len() as u64;
                 let p = producer
-                    .send(&stream, &key, Bytes::from(line))
+                    .send(&stream, key, Bytes::from(line))
                     .await
                     .with_context(|| format!("record {}", summary.records + 1))?;
                 summary.records += 1;

@@ -151,11 +151,12 @@ impl Producer {
         &self.inner.config
     }
 
-    /// Sends a record routed by the MD5 of its partition key.
+    /// Sends a record routed by the MD5 of its partition key. (An owned
+    /// `String` key is moved, not copied.)
     pub async fn send(
         &self,
         stream: &str,
-        partition_key: &str,
+        partition_key: impl Into<String>,
         data: Bytes,
     ) -> Result<PendingRecord, SendError> {
         self.send_with_hash_key(stream, partition_key, None, data)
@@ -167,13 +168,14 @@ impl Producer {
     pub async fn send_with_hash_key(
         &self,
         stream: &str,
-        partition_key: &str,
+        partition_key: impl Into<String>,
         explicit_hash_key: Option<&str>,
         data: Bytes,
     ) -> Result<PendingRecord, SendError> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(SendError::Closed);
         }
+        let partition_key: String = partition_key.into();
         // Bytes bound characters from above: count only long keys.
         let n = partition_key.len();
         if n == 0
@@ -188,7 +190,7 @@ impl Producer {
                 .ok()
                 .filter(|_| ehk.bytes().all(|b| b.is_ascii_digit()))
                 .ok_or_else(|| SendError::ExplicitHashKey(ehk.to_string()))?,
-            None => crate::hash_key(partition_key),
+            None => crate::hash_key(&partition_key),
         };
         let size = data.len() + partition_key.len();
         if size > limits::MAX_RECORD_BYTES {
@@ -221,7 +223,7 @@ impl Producer {
         let (reply, rx) = oneshot::channel();
         let rec = UserRec {
             stream: self.stream_name(stream),
-            partition_key: partition_key.to_string(),
+            partition_key,
             explicit_hash_key: explicit_hash_key.map(str::to_string),
             hash,
             data,
