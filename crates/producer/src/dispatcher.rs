@@ -58,7 +58,13 @@ struct KRecord {
     shard: Arc<str>,
     partition_key: String,
     explicit_hash_key: Option<String>,
+    /// The payload; empty for an aggregate until the request task encodes
+    /// it (MD5 and copying run there, in parallel, not in the dispatcher).
     data: Bytes,
+    /// The aggregate to encode, when `data` is not yet made.
+    pending: Option<Aggregate>,
+    /// Encoded size of the payload.
+    data_len: usize,
     users: Vec<UserRec>,
     aggregated: bool,
     oldest: Instant,
@@ -68,7 +74,14 @@ struct KRecord {
 
 impl KRecord {
     fn size(&self) -> usize {
-        self.data.len() + self.partition_key.len()
+        self.data_len + self.partition_key.len()
+    }
+
+    /// Encodes a pending aggregate.
+    fn encode(&mut self) {
+        if let Some(agg) = self.pending.take() {
+            self.data = agg.encode();
+        }
     }
 }
 
@@ -825,6 +838,8 @@ fn plain(shard: Arc<str>, u: UserRec) -> KRecord {
         partition_key: u.partition_key.clone(),
         explicit_hash_key: u.explicit_hash_key.clone(),
         data: u.data.clone(),
+        data_len: u.data.len(),
+        pending: None,
         aggregated: false,
         oldest: u.arrived,
         deadline: u.deadline,
@@ -852,7 +867,9 @@ fn seal(b: &mut ShardBuf) {
         partition_key: first.partition_key.clone(),
         // Route by the first record's hash, which the shard owns.
         explicit_hash_key: Some(first.hash.to_string()),
-        data: agg.encode(),
+        data: Bytes::new(),
+        data_len: agg.size(),
+        pending: Some(agg),
         aggregated: true,
         oldest: b.agg_oldest,
         deadline: users.iter().map(|u| u.deadline).min().expect("non-empty"),
@@ -912,10 +929,13 @@ fn send_batch(
 async fn put_batch(
     client: &dyn KinesisApi,
     stream: Arc<str>,
-    batch: Vec<KRecord>,
+    mut batch: Vec<KRecord>,
     counters: &Counters,
     timeout: Duration,
 ) -> Completion {
+    for k in batch.iter_mut() {
+        k.encode();
+    }
     let entries: Vec<PutEntry> = batch
         .iter()
         .map(|k| PutEntry {
