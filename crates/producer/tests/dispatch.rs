@@ -249,7 +249,7 @@ async fn a_record_that_keeps_failing_expires_at_its_ttl_with_the_last_error() {
         other => panic!("expected expiry, got {other:?}"),
     }
     assert!(
-        elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(2),
+        elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(5),
         "{elapsed:?}"
     );
     assert_eq!(p.stats().failed, 1);
@@ -416,7 +416,7 @@ async fn a_lone_record_waits_about_the_max_buffered_time() {
         .unwrap();
     let e = t0.elapsed();
     assert!(
-        e >= Duration::from_millis(140) && e < Duration::from_millis(600),
+        e >= Duration::from_millis(140) && e < Duration::from_secs(2),
         "{e:?}"
     );
 }
@@ -431,7 +431,7 @@ async fn shutdown_completes_every_record_in_flight() {
         fake.clone(),
         ProducerConfig {
             aggregation: true,
-            max_buffered_time: Duration::from_secs(5),
+            max_buffered_time: Duration::from_secs(30),
             ..config()
         },
     );
@@ -446,7 +446,7 @@ async fn shutdown_completes_every_record_in_flight() {
     let t0 = Instant::now();
     p.shutdown().await;
     assert!(
-        t0.elapsed() < Duration::from_secs(3),
+        t0.elapsed() < Duration::from_secs(8),
         "shutdown should not wait for the buffered time"
     );
     assert_eq!(p.outstanding(), 0);
