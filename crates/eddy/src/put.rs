@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 use eddy_producer::{PendingRecord, Producer, ProducerConfig, SdkClient};
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 
 #[derive(clap::Args, Debug)]
@@ -91,6 +91,8 @@ const LINES_PER_CHUNK: usize = 1024;
 const READ_AHEAD_CHUNKS: usize = 16;
 /// Pending results kept before the oldest is awaited.
 const RESULT_QUEUE: usize = 256 * 1024;
+/// Concurrent record generators with --bench.
+const BENCH_GENERATORS: u64 = 2;
 /// First failures printed in full.
 const ERRORS_SHOWN: u64 = 10;
 
@@ -314,6 +316,7 @@ pub async fn run(args: PutArgs) -> anyhow::Result<()> {
 
     let mut summary = Summary::default();
     let mut results = Results::default();
+    let mut bench_failed = 0u64;
     let mut rng = rand::thread_rng();
     let stream = args.stream.clone();
     let mut input_error = None;
@@ -324,14 +327,31 @@ pub async fn run(args: PutArgs) -> anyhow::Result<()> {
         let mut buf = vec![0u8; size * span];
         rng.fill(&mut buf[..]);
         let buf = Bytes::from(buf);
-        for i in 0..n {
-            let at = (i as usize % span) * size;
-            let data = buf.slice(at..at + size);
-            let key = random_key(&mut rng);
-            let p = producer.send(&stream, key, data).await?;
-            summary.records += 1;
-            summary.bytes += size as u64;
-            results.push(p).await;
+        // Generators on the runtime's workers, so making records is not
+        // bound to one thread.
+        let mut gens = Vec::new();
+        for g in 0..BENCH_GENERATORS {
+            let count = n / BENCH_GENERATORS + u64::from(g < n % BENCH_GENERATORS);
+            let (producer, stream, buf) = (producer.clone(), stream.clone(), buf.clone());
+            gens.push(tokio::spawn(async move {
+                let mut rng = rand::rngs::StdRng::from_entropy();
+                let mut results = Results::default();
+                for i in 0..count {
+                    let at = (i as usize % span) * size;
+                    let key = random_key(&mut rng);
+                    let p = producer
+                        .send(&stream, key, buf.slice(at..at + size))
+                        .await?;
+                    results.push(p).await;
+                }
+                anyhow::Ok((count, results.finish().await))
+            }));
+        }
+        for g in gens {
+            let (count, failed) = g.await.context("generator")??;
+            summary.records += count;
+            summary.bytes += count * size as u64;
+            bench_failed += failed;
         }
     } else {
         let (tx, mut rx) = mpsc::channel(READ_AHEAD_CHUNKS);
@@ -364,7 +384,7 @@ pub async fn run(args: PutArgs) -> anyhow::Result<()> {
         }
     }
     producer.shutdown().await;
-    summary.failed = results.finish().await;
+    summary.failed = results.finish().await + bench_failed;
     if let Some(t) = ticker {
         t.abort();
         if std::io::stderr().is_terminal() {

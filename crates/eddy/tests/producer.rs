@@ -21,7 +21,9 @@ use eddy_producer::{Producer, ProducerConfig, SdkClient, deaggregate_in_range, h
 struct Got {
     shard: String,
     partition_key: String,
+    /// The data as text (lossy for binary data) and its length in bytes.
     data: String,
+    len: usize,
 }
 
 /// Reads every shard (open and closed) from TRIM_HORIZON to its tip,
@@ -82,7 +84,8 @@ async fn read_all(k: &aws_sdk_kinesis::Client, stream: &str) -> (Vec<Got>, usize
                     out.push(Got {
                         shard: sh.shard_id().to_string(),
                         partition_key: u.partition_key,
-                        data: String::from_utf8(u.data.to_vec()).unwrap(),
+                        len: u.data.len(),
+                        data: String::from_utf8_lossy(&u.data).into_owned(),
                     });
                 }
             }
@@ -480,4 +483,38 @@ async fn eddy_put_exits_nonzero_when_records_fail() {
     assert!(stdout.contains("put 0 of 2 records"), "{stdout}");
     assert!(stderr.contains("ResourceNotFoundException"), "{stderr}");
     assert!(stderr.contains("2 of 2 records failed"), "{stderr}");
+}
+
+#[tokio::test]
+async fn eddy_put_bench_sends_n_synthetic_records_of_the_given_size() {
+    let eddy = Eddy::start();
+    let out = eddy_put(
+        &eddy,
+        &[
+            "--stream",
+            "b",
+            "--create-shards",
+            "2",
+            "--aggregate",
+            "--bench",
+            "2001",
+            "--record-size",
+            "37",
+            "--json",
+        ],
+        b"",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(summary["records"], 2001);
+    assert_eq!(summary["bytes"], 2001 * 37);
+    let k = eddy.client();
+    let (got, _) = read_all(&k, "b").await;
+    assert_eq!(got.len(), 2001);
+    assert!(got.iter().all(|g| g.len == 37));
 }
