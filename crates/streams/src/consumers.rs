@@ -240,10 +240,10 @@ impl Streams {
             .streams
             .get(&stream)
             .ok_or_else(|| self.not_found(&stream))?;
-        if let Some(ts) = input.timestamp("StreamCreationTimestamp") {
-            if ts / 1000 != s.created_ms / 1000 {
-                return Err(self.not_found(&stream));
-            }
+        if let Some(ts) = input.timestamp("StreamCreationTimestamp")
+            && ts / 1000 != s.created_ms / 1000
+        {
+            return Err(self.not_found(&stream));
         }
         let now = now_ms();
         let all: Vec<&Consumer> = s

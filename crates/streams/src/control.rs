@@ -544,10 +544,10 @@ impl Streams {
         let limit = input.i64("MaxResults").unwrap_or(1000).clamp(1, 1000) as usize;
         let m = self.read();
         let s = self.existing(&m, &name)?;
-        if let Some(ts) = input.timestamp("StreamCreationTimestamp") {
-            if ts != s.created_ms {
-                return Err(self.not_found(&name));
-            }
+        if let Some(ts) = input.timestamp("StreamCreationTimestamp")
+            && ts != s.created_ms
+        {
+            return Err(self.not_found(&name));
         }
         let (ftype, fts) = filter;
         let listed: Vec<u32> = s.listed_shards(now_ms()).map(|sh| sh.index).collect();

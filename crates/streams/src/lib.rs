@@ -310,12 +310,12 @@ impl Streams {
             (Some(n), None) => Ok(n.to_string()),
             (n, Some(arn)) => {
                 let from_arn = self.name_from_arn(arn)?;
-                if let Some(n) = n {
-                    if n != from_arn {
-                        return Err(StreamsError::InvalidArgument(format!(
-                            "StreamARN {arn} and StreamName {n} refer to different streams."
-                        )));
-                    }
+                if let Some(n) = n
+                    && n != from_arn
+                {
+                    return Err(StreamsError::InvalidArgument(format!(
+                        "StreamARN {arn} and StreamName {n} refer to different streams."
+                    )));
                 }
                 Ok(from_arn)
             }
