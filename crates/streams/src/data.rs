@@ -440,23 +440,7 @@ impl Streams {
         let last_ts = records.last().map(|r| r.timestamp_ms);
         let out: Vec<Value> = records
             .into_iter()
-            .map(|r| {
-                let mut v = Value::map_with_capacity(5)
-                    .with(
-                        "SequenceNumber",
-                        seqnum::encode(it.stream_tag, shard.index, r.position),
-                    )
-                    .with(
-                        "ApproximateArrivalTimestamp",
-                        Value::Timestamp(r.timestamp_ms),
-                    )
-                    .with("Data", r.value)
-                    .with("PartitionKey", String::from_utf8_lossy(&r.key).into_owned());
-                if encrypted {
-                    v.set("EncryptionType", "KMS");
-                }
-                v
-            })
+            .map(|r| record_value(it.stream_tag, shard.index, r, encrypted))
             .collect();
         let behind = match (next < bounds.tip, last_ts, bounds.last_timestamp_ms) {
             (false, _, _) => 0,
@@ -492,6 +476,31 @@ impl Streams {
     ) -> Result<u64> {
         Ok(self.log().wait_for(log_id, position, timeout).await?)
     }
+}
+
+/// A stored record as the `Record` shape GetRecords and SubscribeToShard
+/// answer with.
+pub(crate) fn record_value(
+    stream_tag: u64,
+    shard_index: u32,
+    r: eddy_log::LogRecord,
+    encrypted: bool,
+) -> Value {
+    let mut v = Value::map_with_capacity(5)
+        .with(
+            "SequenceNumber",
+            seqnum::encode(stream_tag, shard_index, r.position),
+        )
+        .with(
+            "ApproximateArrivalTimestamp",
+            Value::Timestamp(r.timestamp_ms),
+        )
+        .with("Data", r.value)
+        .with("PartitionKey", String::from_utf8_lossy(&r.key).into_owned());
+    if encrypted {
+        v.set("EncryptionType", "KMS");
+    }
+    v
 }
 
 /// The ChildShards of a closed shard: shards naming it as a parent.

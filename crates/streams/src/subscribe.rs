@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use eddy_wire::Value;
 use tokio::sync::{mpsc, watch};
 
-use crate::data::child_shards;
+use crate::data::{child_shards, record_value};
 use crate::error::{Result, StreamsError};
 use crate::meta::Status;
 use crate::{Streams, seqnum};
@@ -250,23 +250,7 @@ impl Pump {
                 };
                 let list: Vec<Value> = records
                     .into_iter()
-                    .map(|r| {
-                        let mut v = Value::map_with_capacity(5)
-                            .with(
-                                "SequenceNumber",
-                                seqnum::encode(self.tag, self.shard_index, r.position),
-                            )
-                            .with(
-                                "ApproximateArrivalTimestamp",
-                                Value::Timestamp(r.timestamp_ms),
-                            )
-                            .with("Data", r.value)
-                            .with("PartitionKey", String::from_utf8_lossy(&r.key).into_owned());
-                        if encrypted {
-                            v.set("EncryptionType", "KMS");
-                        }
-                        v
-                    })
+                    .map(|r| record_value(self.tag, self.shard_index, r, encrypted))
                     .collect();
                 let mut event = Value::map()
                     .with("Records", list)
