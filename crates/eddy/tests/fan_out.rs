@@ -451,3 +451,109 @@ async fn subscribe_over_http2_prior_knowledge_streams_event_frames() {
     assert_eq!(event["Records"][0]["Data"], "aDI=");
     assert!(event["ContinuationSequenceNumber"].is_string());
 }
+
+#[tokio::test]
+async fn cbor_subscriptions_get_cbor_events_over_http1() {
+    use bytes::Bytes;
+    use ciborium::Value as Cbor;
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::TokioIo;
+
+    let eddy = Eddy::start();
+    let k = eddy.client();
+    create_stream(&k, "s", 1).await;
+    let arn = register(&k, "app").await;
+    k.put_record()
+        .stream_name("s")
+        .partition_key("p")
+        .data(Blob::new(vec![0u8, 255]))
+        .send()
+        .await
+        .unwrap();
+
+    let text = |s: &str| Cbor::Text(s.to_string());
+    let request = Cbor::Map(vec![
+        (text("ConsumerARN"), text(&arn)),
+        (text("ShardId"), text("shardId-000000000000")),
+        (
+            text("StartingPosition"),
+            Cbor::Map(vec![(text("Type"), text("TRIM_HORIZON"))]),
+        ),
+    ]);
+    let mut body = Vec::new();
+    ciborium::into_writer(&request, &mut body).unwrap();
+    let io = TokioIo::new(
+        tokio::net::TcpStream::connect(("127.0.0.1", eddy.port))
+            .await
+            .unwrap(),
+    );
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::post("/")
+        .header("host", "localhost")
+        .header("content-type", "application/x-amz-cbor-1.1")
+        .header("x-amz-target", "Kinesis_20131202.SubscribeToShard")
+        .header("x-amz-date", "20260101T000000Z")
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/kinesis/aws4_request, SignedHeaders=host, Signature=00",
+        )
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let resp = tx.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["transfer-encoding"], "chunked");
+    let mut stream = resp.into_body();
+    let mut buf = bytes::BytesMut::new();
+    let mut decoder = aws_smithy_eventstream::frame::MessageFrameDecoder::new();
+    let mut messages = Vec::new();
+    while messages.len() < 2 {
+        let frame = tokio::time::timeout(Duration::from_secs(10), stream.frame())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        buf.extend_from_slice(&frame.into_data().unwrap());
+        while let aws_smithy_eventstream::frame::DecodedFrame::Complete(m) =
+            decoder.decode_frame(&mut buf).unwrap()
+        {
+            messages.push(m);
+        }
+    }
+    let header = |m: &aws_smithy_types::event_stream::Message, name: &str| {
+        m.headers()
+            .iter()
+            .find(|h| h.name().as_str() == name)
+            .map(|h| h.value().as_string().unwrap().as_str().to_string())
+    };
+    assert_eq!(
+        header(&messages[0], ":event-type").as_deref(),
+        Some("initial-response")
+    );
+    assert_eq!(
+        header(&messages[1], ":content-type").as_deref(),
+        Some("application/x-amz-cbor-1.1")
+    );
+    let event: Cbor = ciborium::from_reader(&messages[1].payload()[..]).unwrap();
+    let get = |v: &Cbor, key: &str| {
+        v.as_map()
+            .unwrap()
+            .iter()
+            .find(|(k, _)| k.as_text() == Some(key))
+            .map(|(_, v)| v.clone())
+    };
+    let records = get(&event, "Records").unwrap();
+    let record = &records.as_array().unwrap()[0];
+    assert_eq!(get(record, "Data"), Some(Cbor::Bytes(vec![0, 255])));
+    assert!(
+        matches!(
+            get(record, "ApproximateArrivalTimestamp"),
+            Some(Cbor::Tag(1, _))
+        ),
+        "tag 1 + epoch ms"
+    );
+    assert!(matches!(
+        get(&event, "ContinuationSequenceNumber"),
+        Some(Cbor::Text(_))
+    ));
+}
