@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use eddy_wire::Value;
 use serde::{Deserialize, Serialize};
 
+use crate::control::input_tags;
 use crate::error::{Result, StreamsError};
 use crate::meta::{Meta, Status};
 use crate::{Streams, effective_status, now_ms};
@@ -131,13 +132,7 @@ impl Streams {
     pub(crate) fn register_stream_consumer(&self, input: &Value) -> Result<Value> {
         let stream = self.name_from_arn(input.str("StreamARN").unwrap_or_default())?;
         let name = input.str("ConsumerName").unwrap_or_default().to_string();
-        let tags: BTreeMap<String, String> = input
-            .get("Tags")
-            .and_then(Value::as_map)
-            .unwrap_or_default()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-            .collect();
+        let tags = input_tags(input);
         let mut m = self.write();
         let now = now_ms();
         let creating: usize = m

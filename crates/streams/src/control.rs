@@ -107,6 +107,17 @@ fn tags_list(tags: &BTreeMap<String, String>) -> Vec<Value> {
         .collect()
 }
 
+/// The `Tags` map of a request (CreateStream, RegisterStreamConsumer).
+pub(crate) fn input_tags(input: &Value) -> BTreeMap<String, String> {
+    input
+        .get("Tags")
+        .and_then(Value::as_map)
+        .unwrap_or_default()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect()
+}
+
 pub(crate) fn shard_value(stream: &Stream, s: &Shard) -> Value {
     let mut range = Value::map().with(
         "StartingSequenceNumber",
@@ -227,13 +238,7 @@ impl Streams {
             Some(n) => u32::try_from(n).unwrap_or(u32::MAX),
             None => DEFAULT_SHARD_COUNT,
         };
-        let tags: BTreeMap<String, String> = input
-            .get("Tags")
-            .and_then(Value::as_map)
-            .unwrap_or_default()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-            .collect();
+        let tags = input_tags(input);
         if tags.len() > MAX_TAGS {
             return Err(StreamsError::InvalidArgument(format!(
                 "Failed to create stream {name} under account {} because a stream cannot have more than {MAX_TAGS} tags.",

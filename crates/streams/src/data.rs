@@ -114,6 +114,11 @@ fn record_hash(entry_value: &Value, entry: Option<usize>, max_record_bytes: usiz
     }
 }
 
+/// What a record counts against limits: data plus partition key bytes.
+fn record_size(entry: &Value) -> usize {
+    entry.blob("Data").map_or(0, Bytes::len) + entry.str("PartitionKey").map_or(0, str::len)
+}
+
 fn append_record(entry: &Value) -> AppendRecord {
     AppendRecord {
         key: Bytes::copy_from_slice(entry.str("PartitionKey").unwrap_or_default().as_bytes()),
@@ -145,9 +150,11 @@ impl Streams {
         let hash = record_hash(input, None, target.max_record_bytes)?;
         dry_run(input)?;
         let routed = target.route(hash)?;
-        let size = input.blob("Data").map_or(0, Bytes::len)
-            + input.str("PartitionKey").map_or(0, str::len);
-        if !self.inner.limiter.admit_write(routed.log_id, size) {
+        if !self
+            .inner
+            .limiter
+            .admit_write(routed.log_id, record_size(input))
+        {
             return Err(StreamsError::ProvisionedThroughputExceeded(
                 self.write_throttle_message(&name, routed.shard_index),
             ));
@@ -175,11 +182,10 @@ impl Streams {
         let _gate = gate.read().await;
         let target = self.put_target(&name)?;
         let entries = input.list("Records").unwrap_or_default();
-        let mut total = 0usize;
+        let sizes: Vec<usize> = entries.iter().map(record_size).collect();
+        let total: usize = sizes.iter().sum();
         let mut routes = Vec::with_capacity(entries.len());
         for (i, e) in entries.iter().enumerate() {
-            total +=
-                e.blob("Data").map_or(0, Bytes::len) + e.str("PartitionKey").map_or(0, str::len);
             let hash = record_hash(e, Some(i + 1), target.max_record_bytes)?;
             routes.push(target.route(hash)?);
         }
@@ -201,15 +207,12 @@ impl Streams {
             });
             groups[g].1.push(i);
         }
-        let size_of = |e: &Value| {
-            e.blob("Data").map_or(0, Bytes::len) + e.str("PartitionKey").map_or(0, str::len)
-        };
         let mut batches: Vec<ShardAppend> = Vec::with_capacity(groups.len());
         // Per entry: Some((batch, index in batch)) if admitted.
         let mut slot: Vec<Option<(usize, u64)>> = vec![None; entries.len()];
         for (log_id, members) in &groups {
-            let sizes: Vec<usize> = members.iter().map(|&i| size_of(&entries[i])).collect();
-            let admitted = self.inner.limiter.admit_writes(*log_id, &sizes);
+            let group_sizes: Vec<usize> = members.iter().map(|&i| sizes[i]).collect();
+            let admitted = self.inner.limiter.admit_writes(*log_id, &group_sizes);
             let mut records = Vec::with_capacity(members.len());
             for (&i, ok) in members.iter().zip(admitted) {
                 if ok {
