@@ -424,7 +424,7 @@ pub fn attr_from_value(v: &Value) -> Result<Attr> {
             "Supplied AttributeValue is empty, must contain exactly one of the supported datatypes",
         ));
     };
-    let present: Vec<&(String, Value)> = members
+    let present: Vec<&(eddy_wire::Key, Value)> = members
         .iter()
         .filter(|(_, v)| !matches!(v, Value::Null))
         .collect();
@@ -438,7 +438,7 @@ pub fn attr_from_value(v: &Value) -> Result<Attr> {
             "Supplied AttributeValue has more than one datatypes set, must contain exactly one of the supported datatypes",
         ));
     }
-    let (ty, val) = (present[0].0.as_str(), &present[0].1);
+    let (ty, val) = (present[0].0.as_ref(), &present[0].1);
     let strings = |v: &Value| -> Vec<String> {
         v.as_list()
             .unwrap_or(&[])
@@ -511,7 +511,7 @@ pub fn attr_from_value(v: &Value) -> Result<Attr> {
         "M" => {
             let mut m = BTreeMap::new();
             for (k, v) in val.as_map().unwrap_or(&[]) {
-                m.insert(k.clone(), attr_from_value(v)?);
+                m.insert(k.to_string(), attr_from_value(v)?);
             }
             Attr::M(m)
         }
@@ -538,7 +538,7 @@ pub fn item_from_value(v: &Value) -> Result<Item> {
         if matches!(v, Value::Null) {
             continue;
         }
-        item.insert(k.clone(), attr_from_value(v)?);
+        item.insert(k.to_string(), attr_from_value(v)?);
     }
     Ok(item)
 }
@@ -569,7 +569,7 @@ pub fn attr_to_value(a: &Attr) -> Value {
 pub fn item_to_value(item: &Item) -> Value {
     Value::Map(
         item.iter()
-            .map(|(k, v)| (k.clone(), attr_to_value(v)))
+            .map(|(k, v)| (k.clone().into(), attr_to_value(v)))
             .collect(),
     )
 }

@@ -171,7 +171,7 @@ pub fn attribute_updates(updates: &Value) -> Result<Vec<AttrUpdate>> {
             )));
         }
         out.push(AttrUpdate {
-            name: name.clone(),
+            name: name.to_string(),
             action,
             value,
         });
@@ -238,7 +238,7 @@ mod tests {
     use super::*;
     use crate::expr::eval;
 
-    fn av(ty: &str, v: &str) -> Value {
+    fn av(ty: &'static str, v: &str) -> Value {
         Value::map().with(ty, v)
     }
 

@@ -612,7 +612,7 @@ fn context(input: &Value, legacy: &[&str], expressions: &[&str]) -> Result<Ctx> 
         .and_then(Value::as_map)
         .unwrap_or(&[])
         .iter()
-        .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+        .filter_map(|(k, v)| v.as_str().map(|s| (k.to_string(), s.to_string())))
         .collect();
     let mut vals = BTreeMap::new();
     for (k, v) in values.and_then(Value::as_map).unwrap_or(&[]) {
@@ -622,7 +622,7 @@ fn context(input: &Value, legacy: &[&str], expressions: &[&str]) -> Result<Ctx> 
             )),
             e => e,
         })?;
-        vals.insert(k.clone(), a);
+        vals.insert(k.to_string(), a);
     }
     Ok(Ctx::new(names, vals))
 }
@@ -1088,7 +1088,7 @@ pub fn batch_write_item(d: &Dynamo, input: &Value) -> Result<Value> {
                 }
             }
         }
-        parsed.push((table.clone(), kinds));
+        parsed.push((table.to_string(), kinds));
     }
     let tables = lock_tables(d, parsed.iter().map(|p| p.0.clone()))?;
     let mut guards: BTreeMap<&str, MutexGuard<'_, Table>> = BTreeMap::new();
@@ -1174,7 +1174,7 @@ pub fn batch_get_item(d: &Dynamo, input: &Value) -> Result<Value> {
                 items.push(item_to_value(&item));
             }
         }
-        responses.set(table, Value::List(items));
+        responses.set(table.to_string(), Value::List(items));
     }
     Ok(Value::map()
         .with("Responses", responses)

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use eddy_wire::Value;
+use eddy_wire::{Key, Value};
 
 use crate::error::{Result, StreamsError};
 use crate::hashkey::even_ranges;
@@ -114,7 +114,7 @@ pub(crate) fn input_tags(input: &Value) -> BTreeMap<String, String> {
         .and_then(Value::as_map)
         .unwrap_or_default()
         .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .map(|(k, v)| (k.to_string(), v.as_str().unwrap_or_default().to_string()))
         .collect()
 }
 
@@ -635,10 +635,10 @@ impl Streams {
         self.change_retention(input, false)
     }
 
-    fn add_tags(&self, s: &mut Stream, tags: &[(String, Value)]) -> Result<()> {
+    fn add_tags(&self, s: &mut Stream, tags: &[(Key, Value)]) -> Result<()> {
         let mut merged = s.tags.clone();
         for (k, v) in tags {
-            merged.insert(k.clone(), v.as_str().unwrap_or_default().to_string());
+            merged.insert(k.to_string(), v.as_str().unwrap_or_default().to_string());
         }
         if merged.len() > MAX_TAGS {
             return Err(StreamsError::LimitExceeded(format!(
@@ -747,7 +747,7 @@ impl Streams {
         self.with_resource_tags(input, true, |t| {
             let mut merged = t.clone();
             for (k, v) in tags {
-                merged.insert(k.clone(), v.as_str().unwrap_or_default().to_string());
+                merged.insert(k.to_string(), v.as_str().unwrap_or_default().to_string());
             }
             if merged.len() > MAX_TAGS {
                 return Err(StreamsError::LimitExceeded(format!(

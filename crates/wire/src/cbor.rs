@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::json::{Found, seconds_to_ms, type_error};
 use crate::model::{Service, ShapeId, ShapeKind};
-use crate::{AwsError, Value};
+use crate::{AwsError, Key, Value};
 
 /// CBOR tag of an epoch-based date/time.
 const TAG_EPOCH: u64 = 1;
@@ -300,7 +300,7 @@ impl<'a> Reader<'a> {
             (ShapeKind::Structure { members }, 5) => {
                 self.enter()?;
                 let mut remaining = h.arg;
-                let mut out: Vec<(String, Value)> =
+                let mut out: Vec<(Key, Value)> =
                     Vec::with_capacity(h.arg.unwrap_or(4).min(members.len() as u64) as usize);
                 while self.more(&mut remaining)? {
                     let kh = self.head()?;
@@ -324,7 +324,7 @@ impl<'a> Reader<'a> {
                         out.retain(|(k, _)| *k != m.name);
                     }
                     if !matches!(v, Value::Null) {
-                        out.push((m.name.clone(), v));
+                        out.push((Key::Borrowed(m.name), v));
                     }
                 }
                 self.depth -= 1;
@@ -333,7 +333,7 @@ impl<'a> Reader<'a> {
             (&ShapeKind::Map { value, .. }, 5) => {
                 self.enter()?;
                 let mut remaining = h.arg;
-                let mut out: Vec<(String, Value)> = Vec::new();
+                let mut out: Vec<(Key, Value)> = Vec::new();
                 while self.more(&mut remaining)? {
                     let kh = self.head()?;
                     if kh.major != 3 {
@@ -344,7 +344,7 @@ impl<'a> Reader<'a> {
                     out.retain(|(k, _)| *k != key);
                     // As for structure members, null means absent.
                     if !matches!(v, Value::Null) {
-                        out.push((key, v));
+                        out.push((Key::Owned(key), v));
                     }
                 }
                 self.depth -= 1;

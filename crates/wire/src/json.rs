@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::model::{Service, ShapeId, ShapeKind};
-use crate::{AwsError, Value};
+use crate::{AwsError, Key, Value};
 
 /// What the body held where a value of some shape was expected.
 pub(crate) enum Found<'a> {
@@ -284,7 +284,7 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         match self.kind() {
             ShapeKind::Structure { members } => {
-                let mut out: Vec<(String, Value)> = Vec::with_capacity(members.len().min(8));
+                let mut out: Vec<(Key, Value)> = Vec::with_capacity(members.len().min(8));
                 // Members seen so far (the first 128), to spot repeats cheaply.
                 let mut seen = 0u128;
                 while let Some(idx) = map.next_key_seed(MemberKey(members))? {
@@ -304,13 +304,13 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
                     }
                     seen |= bit;
                     if !matches!(v, Value::Null) {
-                        out.push((m.name.clone(), v));
+                        out.push((Key::Borrowed(m.name), v));
                     }
                 }
                 Ok(Value::Map(out))
             }
             &ShapeKind::Map { value, .. } => {
-                let mut out: Vec<(String, Value)> = Vec::new();
+                let mut out: Vec<(Key, Value)> = Vec::new();
                 while let Some(k) = map.next_key::<String>()? {
                     let v = map.next_value_seed(Seed {
                         ctx: self.ctx,
@@ -319,7 +319,7 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
                     out.retain(|(old, _)| *old != k);
                     // As for structure members, null means absent.
                     if !matches!(v, Value::Null) {
-                        out.push((k, v));
+                        out.push((Key::Owned(k), v));
                     }
                 }
                 Ok(Value::Map(out))

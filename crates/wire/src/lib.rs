@@ -94,8 +94,12 @@ pub enum Value {
     /// Milliseconds since the Unix epoch.
     Timestamp(i64),
     List(Vec<Value>),
-    Map(Vec<(String, Value)>),
+    Map(Vec<(Key, Value)>),
 }
+
+/// A structure member's or map entry's name: borrowed from the model (or a
+/// literal) for structure members, owned for map keys chosen by the client.
+pub type Key = std::borrow::Cow<'static, str>;
 
 /// Body encoding of a request (and of its response).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -33,7 +33,10 @@ pub enum ShapeKind {
 #[derive(Debug, Clone)]
 pub struct Member {
     /// Member name as in the model (and on the wire): `StreamName`.
-    pub name: String,
+    /// `'static` because decoded documents borrow it as their member keys
+    /// (no allocation per member per record); a model lives for the whole
+    /// process, so its member names are leaked once when it is parsed.
+    pub name: &'static str,
     /// Name used in validation paths: `streamName`.
     pub path_name: String,
     pub shape: ShapeId,
@@ -99,6 +102,22 @@ pub enum ModelError {
     Json(#[from] serde_json::Error),
     #[error("model is malformed: {0}")]
     Malformed(String),
+}
+
+/// Member names are leaked once per (name, process): decoded documents use
+/// them as `&'static str` keys. Bounded by the distinct names of the models
+/// loaded (a few hundred), not by traffic.
+fn intern(name: &str) -> &'static str {
+    static NAMES: std::sync::Mutex<Option<std::collections::HashSet<&'static str>>> =
+        std::sync::Mutex::new(None);
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    let names = names.get_or_insert_with(Default::default);
+    if let Some(n) = names.get(name) {
+        return n;
+    }
+    let leaked: &'static str = name.to_string().leak();
+    names.insert(leaked);
+    leaked
 }
 
 static KINESIS: OnceLock<Service> = OnceLock::new();
@@ -261,7 +280,7 @@ impl Service {
                     if let Some(ms) = &s.members {
                         for (mname, mref) in &ms.0 {
                             members.push(Member {
-                                name: mname.clone(),
+                                name: intern(mname),
                                 path_name: lower_first(mname),
                                 shape: lookup(Some(mref), &format!("{name}.{mname}"))?,
                                 required: s.required.iter().any(|r| r == mname),

@@ -348,7 +348,7 @@ impl<'a> Validator<'a> {
                 let key_shape = svc.shape(key);
                 let key_broken = entries.iter().any(|(k, _)| {
                     let mut r = Vec::new();
-                    scalar_violations(key_shape, &Value::String(k.clone()), &mut r);
+                    scalar_violations(key_shape, &Value::String(k.to_string()), &mut r);
                     !r.is_empty()
                 });
                 if key_broken {

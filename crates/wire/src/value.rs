@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use crate::Value;
+use crate::{Key, Value};
 
 impl Value {
     /// An empty structure.
@@ -93,30 +93,41 @@ impl Value {
             _ => None,
         }
     }
-    pub fn as_map(&self) -> Option<&[(String, Value)]> {
+    pub fn as_map(&self) -> Option<&[(Key, Value)]> {
         match self {
             Value::Map(m) => Some(m),
             _ => None,
         }
     }
 
+    /// Removes member `key` from a structure and returns it (`None` if
+    /// absent or if `self` is not a structure).
+    pub fn take(&mut self, key: &str) -> Option<Value> {
+        let Value::Map(members) = self else {
+            return None;
+        };
+        let at = members.iter().position(|(k, _)| k == key)?;
+        Some(members.swap_remove(at).1)
+    }
+
     /// Builder: sets member `key` (replacing an existing one) and returns
     /// the structure. `Value::Null` values are kept out of the output.
-    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Value {
+    pub fn with(mut self, key: impl Into<Key>, value: impl Into<Value>) -> Value {
         self.set(key, value);
         self
     }
 
     /// Sets member `key`; a null value removes it. Panics if `self` is not a
     /// structure (a programming error, never input-driven).
-    pub fn set(&mut self, key: &str, value: impl Into<Value>) {
+    pub fn set(&mut self, key: impl Into<Key>, value: impl Into<Value>) {
+        let key = key.into();
         let value = value.into();
         let Value::Map(members) = self else {
             panic!("Value::set on a non-structure");
         };
-        members.retain(|(k, _)| k != key);
+        members.retain(|(k, _)| *k != key);
         if !matches!(value, Value::Null) {
-            members.push((key.to_string(), value));
+            members.push((key, value));
         }
     }
 }
