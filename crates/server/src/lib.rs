@@ -237,7 +237,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     if op.name == "SubscribeToShard" {
         return subscribe(&app, &input, protocol).await;
     }
-    match app.streams.handle(&op.name, &input).await {
+    match app.streams.handle(&op.name, input).await {
         Ok(output) => respond(
             200,
             eddy_wire::content_type(protocol),

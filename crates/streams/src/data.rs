@@ -119,11 +119,18 @@ fn record_size(entry: &Value) -> usize {
     entry.blob("Data").map_or(0, Bytes::len) + entry.str("PartitionKey").map_or(0, str::len)
 }
 
-fn append_record(entry: &Value) -> AppendRecord {
-    AppendRecord {
-        key: Bytes::copy_from_slice(entry.str("PartitionKey").unwrap_or_default().as_bytes()),
-        value: entry.blob("Data").cloned().unwrap_or_default(),
-    }
+/// Moves a validated entry's partition key and data out of the request
+/// (no copy: both already live in buffers of their own).
+fn append_record(entry: &mut Value) -> AppendRecord {
+    let key = match entry.take("PartitionKey") {
+        Some(Value::String(k)) => Bytes::from(k.into_bytes()),
+        _ => Bytes::new(),
+    };
+    let value = match entry.take("Data") {
+        Some(Value::Blob(b)) => b,
+        _ => Bytes::new(),
+    };
+    AppendRecord { key, value }
 }
 
 impl Streams {
@@ -141,19 +148,19 @@ impl Streams {
         Ok(PutTarget::of(stream))
     }
 
-    pub(crate) async fn put_record(&self, input: &Value) -> Result<Value> {
-        let name = self.stream_name(input)?;
+    pub(crate) async fn put_record(&self, mut input: Value) -> Result<Value> {
+        let name = self.stream_name(&input)?;
         // Held across routing and the append: a reshard waits for us.
         let gate = self.gate(&name);
         let _gate = gate.read().await;
         let target = self.put_target(&name)?;
-        let hash = record_hash(input, None, target.max_record_bytes)?;
-        dry_run(input)?;
+        let hash = record_hash(&input, None, target.max_record_bytes)?;
+        dry_run(&input)?;
         let routed = target.route(hash)?;
         if !self
             .inner
             .limiter
-            .admit_write(routed.log_id, record_size(input))
+            .admit_write(routed.log_id, record_size(&input))
         {
             return Err(StreamsError::ProvisionedThroughputExceeded(
                 self.write_throttle_message(&name, routed.shard_index),
@@ -163,7 +170,7 @@ impl Streams {
             .log()
             .append(vec![ShardAppend {
                 shard: routed.log_id,
-                records: vec![append_record(input)],
+                records: vec![append_record(&mut input)],
             }])
             .await?;
         let seq = seqnum::encode(target.tag, routed.shard_index, appended[0].first_position);
@@ -176,12 +183,15 @@ impl Streams {
             ))
     }
 
-    pub(crate) async fn put_records(&self, input: &Value) -> Result<Value> {
-        let name = self.stream_name(input)?;
+    pub(crate) async fn put_records(&self, mut input: Value) -> Result<Value> {
+        let name = self.stream_name(&input)?;
         let gate = self.gate(&name);
         let _gate = gate.read().await;
         let target = self.put_target(&name)?;
-        let entries = input.list("Records").unwrap_or_default();
+        let mut entries = match input.take("Records") {
+            Some(Value::List(entries)) => entries,
+            _ => Vec::new(),
+        };
         let sizes: Vec<usize> = entries.iter().map(record_size).collect();
         let total: usize = sizes.iter().sum();
         let mut routes = Vec::with_capacity(entries.len());
@@ -194,7 +204,7 @@ impl Streams {
                 "Records size exceeds 10 MB limit".into(),
             ));
         }
-        dry_run(input)?;
+        dry_run(&input)?;
         // Group entries by shard (request order within each shard), admit
         // each group against its shard's limits under one lock, and append
         // the admitted records.
@@ -217,7 +227,7 @@ impl Streams {
             for (&i, ok) in members.iter().zip(admitted) {
                 if ok {
                     slot[i] = Some((batches.len(), records.len() as u64));
-                    records.push(append_record(&entries[i]));
+                    records.push(append_record(&mut entries[i]));
                 }
             }
             if !records.is_empty() {
@@ -237,12 +247,14 @@ impl Streams {
             .iter()
             .zip(&slot)
             .map(|(r, slot)| match slot {
-                Some((b, k)) => Value::map_with_capacity(2)
-                    .with(
-                        "SequenceNumber",
-                        seqnum::encode(target.tag, r.shard_index, appended[*b].first_position + k),
-                    )
-                    .with("ShardId", shard_id(r.shard_index)),
+                Some((b, k)) => Value::Map(vec![
+                    (
+                        "SequenceNumber".into(),
+                        seqnum::encode(target.tag, r.shard_index, appended[*b].first_position + k)
+                            .into(),
+                    ),
+                    ("ShardId".into(), shard_id(r.shard_index).into()),
+                ]),
                 None => {
                     failed += 1;
                     Value::map()

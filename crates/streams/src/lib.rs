@@ -199,17 +199,19 @@ impl Streams {
     }
 
     /// Runs one operation. `op` must be one of [`OPERATIONS`].
-    pub async fn handle(&self, op: &str, input: &Value) -> Result<Value> {
-        self.admit_control(op, input)?;
+    /// The input is taken by value so that PutRecord(s) can move record data
+    /// and partition keys into the log instead of copying them.
+    pub async fn handle(&self, op: &str, input: Value) -> Result<Value> {
+        self.admit_control(op, &input)?;
         match op {
             "PutRecord" => self.put_record(input).await,
             "PutRecords" => self.put_records(input).await,
-            "GetRecords" => self.get_records(input),
-            "GetShardIterator" => self.get_shard_iterator(input),
-            "SplitShard" => self.split_shard(input).await,
-            "MergeShards" => self.merge_shards(input).await,
-            "UpdateShardCount" => self.update_shard_count(input).await,
-            _ => self.control(op, input),
+            "GetRecords" => self.get_records(&input),
+            "GetShardIterator" => self.get_shard_iterator(&input),
+            "SplitShard" => self.split_shard(&input).await,
+            "MergeShards" => self.merge_shards(&input).await,
+            "UpdateShardCount" => self.update_shard_count(&input).await,
+            _ => self.control(op, &input),
         }
     }
 

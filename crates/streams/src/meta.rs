@@ -60,10 +60,17 @@ impl Shard {
 }
 
 pub fn shard_id(index: u32) -> String {
-    format!("shardId-{index:012}")
+    // Built by hand into one exact-size buffer: PutRecords names a shard
+    // per record, and `format!` with a padded field reallocates on the way.
+    let mut id = *b"shardId-000000000000";
+    let mut rest = index;
+    for d in id[8..].iter_mut().rev() {
+        *d = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    String::from_utf8(id.to_vec()).expect("ASCII")
 }
 
-/// Parses `shardId-000000000007` (AWS also accepts a bare number suffix).
 pub fn parse_shard_id(s: &str) -> Option<u32> {
     let digits = s.strip_prefix("shardId-").unwrap_or(s);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -207,5 +214,19 @@ mod u128_string {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
         let s = String::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_ids_are_twelve_zero_padded_digits_and_parse_back() {
+        for index in [0, 7, 1234, u32::MAX] {
+            let id = shard_id(index);
+            assert_eq!(id, format!("shardId-{index:012}"));
+            assert_eq!(parse_shard_id(&id), Some(index));
+        }
     }
 }

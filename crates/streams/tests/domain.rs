@@ -36,7 +36,7 @@ fn open(dir: &std::path::Path, clock: Arc<ManualClock>) -> Streams {
 async fn put(s: &Streams, data: &str) -> Value {
     s.handle(
         "PutRecord",
-        &Value::map()
+        Value::map()
             .with("StreamName", "s")
             .with("PartitionKey", "k")
             .with("Data", Bytes::from(data.to_string())),
@@ -49,7 +49,7 @@ async fn trim_horizon_records(s: &Streams) -> Vec<Value> {
     let it = s
         .handle(
             "GetShardIterator",
-            &Value::map()
+            Value::map()
                 .with("StreamName", "s")
                 .with("ShardId", "shardId-000000000000")
                 .with("ShardIteratorType", "TRIM_HORIZON"),
@@ -59,7 +59,7 @@ async fn trim_horizon_records(s: &Streams) -> Vec<Value> {
     let out = s
         .handle(
             "GetRecords",
-            &Value::map().with("ShardIterator", it.str("ShardIterator").unwrap()),
+            Value::map().with("ShardIterator", it.str("ShardIterator").unwrap()),
         )
         .await
         .unwrap();
@@ -73,7 +73,7 @@ async fn records_past_retention_stop_being_readable() {
     let s = open(dir.path(), clock.clone());
     s.handle(
         "CreateStream",
-        &Value::map()
+        Value::map()
             .with("StreamName", "s")
             .with("ShardCount", 1i64),
     )
@@ -91,7 +91,7 @@ async fn records_past_retention_stop_being_readable() {
     // Longer retention keeps what is still there for longer.
     s.handle(
         "IncreaseStreamRetentionPeriod",
-        &Value::map()
+        Value::map()
             .with("StreamName", "s")
             .with("RetentionPeriodHours", 168i64),
     )
@@ -107,7 +107,7 @@ async fn iterators_expire_after_five_minutes_with_aws_message() {
     let s = open(dir.path(), Arc::new(ManualClock(AtomicI64::new(now()))));
     s.handle(
         "CreateStream",
-        &Value::map()
+        Value::map()
             .with("StreamName", "s")
             .with("ShardCount", 1i64),
     )
@@ -133,7 +133,7 @@ async fn iterators_expire_after_five_minutes_with_aws_message() {
         stream_name: "s".into(),
     });
     let err = s
-        .handle("GetRecords", &Value::map().with("ShardIterator", old))
+        .handle("GetRecords", Value::map().with("ShardIterator", old))
         .await
         .unwrap_err();
     assert_eq!(err.code(), "ExpiredIteratorException");
@@ -156,19 +156,19 @@ async fn deleting_a_stream_makes_its_name_reusable_with_fresh_data() {
     let s = open(dir.path(), Arc::new(ManualClock(AtomicI64::new(now()))));
     s.handle(
         "CreateStream",
-        &Value::map()
+        Value::map()
             .with("StreamName", "s")
             .with("ShardCount", 1i64),
     )
     .await
     .unwrap();
     let old = put(&s, "before").await;
-    s.handle("DeleteStream", &Value::map().with("StreamName", "s"))
+    s.handle("DeleteStream", Value::map().with("StreamName", "s"))
         .await
         .unwrap();
     s.handle(
         "CreateStream",
-        &Value::map()
+        Value::map()
             .with("StreamName", "s")
             .with("ShardCount", 1i64),
     )
@@ -179,7 +179,7 @@ async fn deleting_a_stream_makes_its_name_reusable_with_fresh_data() {
     let err = s
         .handle(
             "GetShardIterator",
-            &Value::map()
+            Value::map()
                 .with("StreamName", "s")
                 .with("ShardId", "shardId-000000000000")
                 .with("ShardIteratorType", "AT_SEQUENCE_NUMBER")
