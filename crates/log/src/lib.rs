@@ -395,7 +395,9 @@ impl Log {
             })
             .map_err(|_| LogError::Closed)?;
         }
-        rx.await.map_err(|_| LogError::Closed)?
+        let (result, spent) = rx.await.map_err(|_| LogError::Closed)?;
+        drop(spent);
+        result
     }
 
     /// Reads up to `max_records` records and about `max_bytes` of key+value

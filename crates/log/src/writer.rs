@@ -28,7 +28,11 @@ const MAX_GROUP_BYTES: usize = 16 << 20;
 /// Upper bound of requests gathered into one commit group.
 const MAX_GROUP_REQUESTS: usize = 4096;
 
-pub(crate) type Reply = oneshot::Sender<Result<Vec<Appended>, LogError>>;
+/// The answer to an append, with the request's records handed back: the
+/// caller's thread drops them, so their buffers are freed where they were
+/// allocated (freeing them here costs the allocator cross-thread locking on
+/// the single writer thread, which every append waits for).
+pub(crate) type Reply = oneshot::Sender<(Result<Vec<Appended>, LogError>, Vec<ShardAppend>)>;
 
 pub(crate) enum Request {
     Append {
@@ -242,8 +246,8 @@ impl Writer {
         if let Some(msg) = self.failed.clone() {
             self.on_io_error(&io::Error::other(msg.clone()));
             if let Some(msg) = self.failed.clone() {
-                for (_, reply, _) in group {
-                    let _ = reply.send(Err(LogError::Failed(msg.clone())));
+                for (batch, reply, _) in group {
+                    let _ = reply.send((Err(LogError::Failed(msg.clone())), batch));
                 }
                 return;
             }
@@ -326,8 +330,8 @@ impl Writer {
             }
             if let Err(e) = r {
                 self.on_io_error(&e);
-                for ((_, reply, _), res) in group.into_iter().zip(results) {
-                    let _ = reply.send(res.and(Err(io_copy(&e))));
+                for ((batch, reply, _), res) in group.into_iter().zip(results) {
+                    let _ = reply.send((res.and(Err(io_copy(&e))), batch));
                 }
                 return;
             }
@@ -343,8 +347,8 @@ impl Writer {
             self.publish(&pending);
             self.seg_refs.extend_from_slice(&pending);
         }
-        for ((_, reply, _), res) in group.into_iter().zip(results) {
-            let _ = reply.send(res);
+        for ((batch, reply, _), res) in group.into_iter().zip(results) {
+            let _ = reply.send((res, batch));
         }
     }
 
