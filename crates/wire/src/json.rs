@@ -3,7 +3,6 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::fmt::Write as _;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -427,6 +426,21 @@ impl<'de> Visitor<'de> for IgnoredObject {
 
 /// Writes `s` as a JSON string literal.
 pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
+    // Fast path for the common case (sequence numbers, shard ids, keys):
+    // nothing to escape, so the bytes go out as they are. JSON only needs
+    // `"`, `\` and control characters escaped; other UTF-8 is written raw,
+    // as serde_json does.
+    // (A non-short-circuiting fold, so the check vectorizes.)
+    let plain = s
+        .bytes()
+        .fold(true, |ok, b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'));
+    if plain {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
     // serde_json's escaping; writing to a Vec cannot fail.
     serde_json::to_writer(&mut *out, s).expect("writing to a Vec");
 }
@@ -443,24 +457,43 @@ fn write_f64(out: &mut Vec<u8>, f: f64) {
     }
 }
 
-/// Epoch milliseconds as JSON epoch seconds with a millisecond fraction.
+/// Epoch milliseconds as JSON epoch seconds with a millisecond fraction
+/// (`1700000000.5`, `1700000000.0`): written digit by digit, once per record
+/// of every GetRecords answer.
 pub(crate) fn write_timestamp(out: &mut Vec<u8>, ms: i64) {
     let abs = ms.unsigned_abs();
     let (secs, frac) = (abs / 1000, abs % 1000);
-    let mut buf = String::with_capacity(24);
     if ms < 0 {
-        buf.push('-');
+        out.push(b'-');
     }
-    let _ = write!(buf, "{secs}");
+    write_u64(out, secs);
+    out.push(b'.');
     if frac == 0 {
-        buf.push_str(".0");
+        out.push(b'0');
     } else {
-        let _ = write!(buf, ".{frac:03}");
-        while buf.ends_with('0') {
-            buf.pop();
+        let digits = [
+            b'0' + (frac / 100) as u8,
+            b'0' + (frac / 10 % 10) as u8,
+            b'0' + (frac % 10) as u8,
+        ];
+        let keep = 3 - digits.iter().rev().take_while(|&&d| d == b'0').count();
+        out.extend_from_slice(&digits[..keep]);
+    }
+}
+
+/// `v` in decimal.
+fn write_u64(out: &mut Vec<u8>, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
         }
     }
-    out.extend_from_slice(buf.as_bytes());
+    out.extend_from_slice(&buf[at..]);
 }
 
 /// Encodes `v` as JSON, guided by `shape` where known (members not in the
@@ -513,13 +546,23 @@ pub(crate) fn encode_value(svc: &Service, shape: Option<ShapeId>, v: &Value, out
         Value::Map(entries) => {
             out.push(b'{');
             let mut first = true;
+            // Members usually come in model order: look just past the last
+            // one found before searching the whole structure.
+            let mut next_member = 0;
             for (k, item) in entries {
                 if matches!(item, Value::Null) {
                     continue;
                 }
                 let item_shape = match kind {
                     Some(ShapeKind::Structure { members }) => {
-                        members.iter().find(|m| m.name == *k).map(|m| m.shape)
+                        let at = match members.get(next_member) {
+                            Some(m) if m.name == *k => Some(next_member),
+                            _ => members.iter().position(|m| m.name == *k),
+                        };
+                        at.map(|i| {
+                            next_member = i + 1;
+                            members[i].shape
+                        })
                     }
                     Some(ShapeKind::Map { value, .. }) => Some(*value),
                     _ => None,
@@ -528,7 +571,17 @@ pub(crate) fn encode_value(svc: &Service, shape: Option<ShapeId>, v: &Value, out
                     out.push(b',');
                 }
                 first = false;
-                write_str(out, k);
+                match k {
+                    // Borrowed keys are member names of the model or of our
+                    // own code: identifiers, never in need of escaping.
+                    Key::Borrowed(name) => {
+                        debug_assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+                        out.push(b'"');
+                        out.extend_from_slice(name.as_bytes());
+                        out.push(b'"');
+                    }
+                    Key::Owned(name) => write_str(out, name),
+                }
                 out.push(b':');
                 encode_value(svc, item_shape, item, out);
             }

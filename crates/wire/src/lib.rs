@@ -175,12 +175,12 @@ impl Service {
     pub fn encode_shape(&self, shape: ShapeId, protocol: Protocol, value: &Value) -> Vec<u8> {
         match protocol {
             Protocol::Json => {
-                let mut out = Vec::with_capacity(256);
+                let mut out = Vec::with_capacity(value.encoded_len_hint());
                 json::encode_value(self, Some(shape), value, &mut out);
                 out
             }
             Protocol::Cbor => {
-                let mut out = Vec::with_capacity(256);
+                let mut out = Vec::with_capacity(value.encoded_len_hint());
                 cbor::encode_value(self, Some(shape), value, &mut out);
                 out
             }

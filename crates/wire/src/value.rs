@@ -100,6 +100,30 @@ impl Value {
         }
     }
 
+    /// About the size of this value encoded as JSON (CBOR is smaller), so
+    /// that a multi-megabyte GetRecords answer is written into one buffer
+    /// instead of growing through a dozen reallocations.
+    pub fn encoded_len_hint(&self) -> usize {
+        match self {
+            Value::Null | Value::Bool(_) => 5,
+            Value::Int(_) | Value::Float(_) | Value::Timestamp(_) => 20,
+            Value::String(s) => s.len() + 2,
+            Value::Blob(b) => b.len().div_ceil(3) * 4 + 2,
+            Value::List(items) => {
+                2 + items
+                    .iter()
+                    .map(|v| v.encoded_len_hint() + 1)
+                    .sum::<usize>()
+            }
+            Value::Map(members) => {
+                2 + members
+                    .iter()
+                    .map(|(k, v)| k.len() + 4 + v.encoded_len_hint())
+                    .sum::<usize>()
+            }
+        }
+    }
+
     /// Removes member `key` from a structure and returns it (`None` if
     /// absent or if `self` is not a structure).
     pub fn take(&mut self, key: &str) -> Option<Value> {

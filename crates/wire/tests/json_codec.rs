@@ -398,3 +398,51 @@ fn null_map_values_are_absent() {
         Some(&Value::Map(vec![("b".into(), Value::String("x".into()))]))
     );
 }
+
+#[test]
+fn timestamps_keep_only_significant_millisecond_digits() {
+    let svc = kinesis();
+    let op = svc.operation("GetRecords").unwrap();
+    for (ms, text) in [
+        (1_506_440_188_500, "1506440188.5"),
+        (1_506_440_188_050, "1506440188.05"),
+        (1_506_440_188_005, "1506440188.005"),
+        (1_506_440_188_000, "1506440188.0"),
+        (0, "0.0"),
+        (-1_500, "-1.5"),
+    ] {
+        let out = Value::map().with(
+            "Records",
+            vec![Value::map().with("ApproximateArrivalTimestamp", Value::Timestamp(ms))],
+        );
+        let body = String::from_utf8(svc.encode(op, Protocol::Json, &out)).unwrap();
+        assert!(
+            body.contains(&format!(r#""ApproximateArrivalTimestamp":{text}}}"#)),
+            "{ms}: {body}"
+        );
+    }
+}
+
+#[test]
+fn strings_are_escaped_exactly_as_serde_json_escapes_them() {
+    let svc = kinesis();
+    let op = svc.operation("ListStreams").unwrap();
+    for s in [
+        "plain-stream.name_1",
+        "quote\"inside",
+        "back\\slash",
+        "tab\there",
+        "nul\u{0}and\u{1f}",
+        "ünïcödé ✓ 𝄞",
+        "\u{7f}del",
+        "",
+    ] {
+        let out = Value::map().with("StreamNames", vec![Value::from(s)]);
+        let body = String::from_utf8(svc.encode(op, Protocol::Json, &out)).unwrap();
+        let expected = format!(
+            r#"{{"StreamNames":[{}]}}"#,
+            serde_json::to_string(s).unwrap()
+        );
+        assert_eq!(body, expected);
+    }
+}
