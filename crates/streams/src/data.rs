@@ -501,21 +501,26 @@ pub(crate) fn record_value(
     r: eddy_log::LogRecord,
     encrypted: bool,
 ) -> Value {
-    let mut v = Value::map_with_capacity(5)
-        .with(
-            "SequenceNumber",
-            seqnum::encode(stream_tag, shard_index, r.position),
-        )
-        .with(
-            "ApproximateArrivalTimestamp",
-            Value::Timestamp(r.timestamp_ms),
-        )
-        .with("Data", r.value)
-        .with("PartitionKey", String::from_utf8_lossy(&r.key).into_owned());
+    // Built as one vector (no per-member duplicate check): one of these per
+    // record of every GetRecords answer and fan-out event.
+    let mut members = Vec::with_capacity(5);
+    members.push((
+        "SequenceNumber".into(),
+        seqnum::encode(stream_tag, shard_index, r.position).into(),
+    ));
+    members.push((
+        "ApproximateArrivalTimestamp".into(),
+        Value::Timestamp(r.timestamp_ms),
+    ));
+    members.push(("Data".into(), Value::Blob(r.value)));
+    members.push((
+        "PartitionKey".into(),
+        String::from_utf8_lossy(&r.key).into_owned().into(),
+    ));
     if encrypted {
-        v.set("EncryptionType", "KMS");
+        members.push(("EncryptionType".into(), "KMS".into()));
     }
-    v
+    Value::Map(members)
 }
 
 /// The ChildShards of a closed shard: shards naming it as a parent.
