@@ -94,11 +94,14 @@ impl Dynamo {
     /// table's journal.
     pub fn open(dir: impl AsRef<Path>) -> std::io::Result<Dynamo> {
         let dir = dir.as_ref().join("tables");
-        std::fs::create_dir_all(&dir)?;
-        // Make the directories themselves durable before any table is.
-        for d in dir.ancestors().take(3) {
-            if let Ok(f) = std::fs::File::open(d) {
-                f.sync_all()?;
+        if !dir.is_dir() {
+            std::fs::create_dir_all(&dir)?;
+            // Make the new directories themselves durable before any table
+            // is (once: later starts find them in place).
+            for d in dir.ancestors().take(3) {
+                if let Ok(f) = std::fs::File::open(d) {
+                    f.sync_all()?;
+                }
             }
         }
         let mut tables = BTreeMap::new();

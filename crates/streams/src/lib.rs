@@ -177,6 +177,7 @@ impl Streams {
 
     fn recover(&self) -> std::io::Result<()> {
         let mut m = self.write();
+        let before = m.clone();
         for g in std::mem::take(&mut m.deleted_groups) {
             if let Err(e) = self.inner.log.delete_group(g) {
                 tracing::warn!(group = g, error = %e, "re-applying a stream deletion");
@@ -187,7 +188,12 @@ impl Streams {
         for name in names {
             self.settle_locked(&mut m, &name, i64::MAX);
         }
-        self.inner.store.save(&m)
+        // Written only if recovery changed something (a start should not
+        // cost two fsyncs for nothing).
+        if *m != before {
+            self.inner.store.save(&m)?;
+        }
+        Ok(())
     }
 
     pub fn config(&self) -> &StreamsConfig {

@@ -48,8 +48,36 @@ pub struct Member {
 pub struct Pattern {
     /// The pattern as written in the model (quoted in messages).
     pub source: String,
-    /// Anchored (whole-match) compiled form.
-    pub regex: Regex,
+    /// Anchored (whole-match) compiled form, built on first use: compiling
+    /// every pattern of a model up front costs milliseconds of start-up,
+    /// and most are never exercised. `None`: Rust's regex cannot express it.
+    regex: OnceLock<Option<Regex>>,
+}
+
+impl Pattern {
+    pub fn new(source: &str) -> Pattern {
+        Pattern {
+            source: source.to_string(),
+            regex: OnceLock::new(),
+        }
+    }
+
+    fn compiled(&self) -> Option<&Regex> {
+        self.regex
+            .get_or_init(|| compile_pattern(&self.source))
+            .as_ref()
+    }
+
+    /// Whether `s` matches as a whole. A pattern that cannot be compiled
+    /// is not enforced (there is none in the embedded models; a test checks).
+    pub fn is_match(&self, s: &str) -> bool {
+        self.compiled().is_none_or(|r| r.is_match(s))
+    }
+
+    /// Whether the pattern compiles (and so is enforced).
+    pub fn compiles(&self) -> bool {
+        self.compiled().is_some()
+    }
 }
 
 /// A named shape with its constraints.
@@ -306,14 +334,7 @@ impl Service {
                 "timestamp" => ShapeKind::Timestamp,
                 other => return Err(bad(format!("shape {name}: unsupported type {other:?}"))),
             };
-            // A pattern Rust's regex cannot express is not enforced (there
-            // is none in the Kinesis model; a test checks that).
-            let pattern = s.pattern.as_ref().and_then(|p| {
-                compile_pattern(p).map(|regex| Pattern {
-                    source: p.clone(),
-                    regex,
-                })
-            });
+            let pattern = s.pattern.as_deref().map(Pattern::new);
             shapes.push(Shape {
                 name: name.clone(),
                 kind,

@@ -62,7 +62,7 @@ fn scalar_violations(shape: &Shape, v: &Value, out: &mut Vec<String>) {
         out.push(enum_rule(values));
     }
     if let (Some(p), Value::String(s)) = (&shape.pattern, v)
-        && !p.regex.is_match(s)
+        && !p.is_match(s)
     {
         out.push(format!("satisfy regular expression pattern: {}", p.source));
     }

@@ -340,6 +340,7 @@ fn every_model_pattern_compiles() {
                 Some(p),
                 "{name}"
             );
+            assert!(parsed.pattern.as_ref().unwrap().compiles(), "{name}: {p}");
             n += 1;
         }
     }
