@@ -287,7 +287,7 @@ impl<'a> Validator<'a> {
             if self.full() {
                 return;
             }
-            match v.get(&m.name) {
+            match v.get(m.name) {
                 None if m.required => {
                     self.report(m.shape, None, Some(&m.path_name), "Member must not be null")
                 }

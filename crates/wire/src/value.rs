@@ -109,6 +109,18 @@ impl Value {
             Value::Int(_) | Value::Float(_) | Value::Timestamp(_) => 20,
             Value::String(s) => s.len() + 2,
             Value::Blob(b) => b.len().div_ceil(3) * 4 + 2,
+            // Long lists (records) are estimated from a sample of their
+            // items: a hint, not a bound.
+            Value::List(items) if items.len() > 64 => {
+                let step = items.len() / 16;
+                let sample: usize = items
+                    .iter()
+                    .step_by(step)
+                    .take(16)
+                    .map(|v| v.encoded_len_hint() + 1)
+                    .sum();
+                2 + sample * items.len() / 16 + sample / 8
+            }
             Value::List(items) => {
                 2 + items
                     .iter()

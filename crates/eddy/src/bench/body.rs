@@ -95,6 +95,11 @@ pub fn latency_id(data_b64: &[u8]) -> Option<u64> {
 
 /// Decoded length of a base64 text (padding and stray escapes ignored).
 pub fn base64_decoded_len(text: &[u8]) -> u64 {
+    // Usual case first: no escapes, padding only at the end.
+    if memchr::memchr(b'\\', text).is_none() {
+        let padding = text.iter().rev().take(2).filter(|&&b| b == b'=').count();
+        return ((text.len() - padding) * 3 / 4) as u64;
+    }
     let chars = text.iter().filter(|&&b| b != b'\\' && b != b'=').count() as u64;
     chars * 3 / 4
 }
