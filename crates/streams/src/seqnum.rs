@@ -51,6 +51,19 @@ pub fn encode_ending(stream_tag: u64, shard_index: u32) -> String {
 /// number (PutRecords and GetRecords make one per record; `format!` with
 /// padded fields cost several reallocations and most of a microsecond).
 fn layout(stream_tag: u64, shard_index: u32, point: Option<u64>) -> String {
+    // Every byte is an ASCII digit.
+    String::from_utf8(digits(stream_tag, shard_index, point).to_vec()).expect("ASCII digits")
+}
+
+/// The sequence number of the record at `position` as a JSON string,
+/// written straight into a GetRecords answer.
+pub fn write_json(out: &mut Vec<u8>, stream_tag: u64, shard_index: u32, position: u64) {
+    out.push(b'"');
+    out.extend_from_slice(&digits(stream_tag, shard_index, Some(position + 1)));
+    out.push(b'"');
+}
+
+fn digits(stream_tag: u64, shard_index: u32, point: Option<u64>) -> [u8; 56] {
     assert!(stream_tag < TAG_LIMIT, "stream tag has 14 digits");
     let mut digits = [b'0'; 56];
     digits[0] = b'4';
@@ -61,8 +74,7 @@ fn layout(stream_tag: u64, shard_index: u32, point: Option<u64>) -> String {
         Some(point) => fixed_width(&mut digits[26..46], point),
         None => digits[26..46].copy_from_slice(ENDING_POSITION_DIGITS.as_bytes()),
     }
-    // Every byte is an ASCII digit.
-    String::from_utf8(digits.to_vec()).expect("ASCII digits")
+    digits
 }
 
 /// `value` as zero-padded decimal filling `out` exactly (the callers' widths

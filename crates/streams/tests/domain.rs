@@ -63,7 +63,7 @@ async fn trim_horizon_records(s: &Streams) -> Vec<Value> {
         )
         .await
         .unwrap();
-    out.list("Records").unwrap().to_vec()
+    out.items("Records").unwrap()
 }
 
 #[tokio::test]

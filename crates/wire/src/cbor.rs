@@ -532,6 +532,16 @@ pub(crate) fn encode_value(svc: &Service, shape: Option<ShapeId>, v: &Value, out
             _ => bytes(out, b),
         },
         Value::Timestamp(ms) => timestamp(out, *ms),
+        Value::Lazy(list) => {
+            let member = match kind {
+                Some(ShapeKind::List { member }) => Some(*member),
+                _ => None,
+            };
+            head(out, 4, list.0.len() as u64);
+            for i in 0..list.0.len() {
+                encode_value(svc, member, &list.0.item(i), out);
+            }
+        }
         Value::List(items) => {
             let member = match kind {
                 Some(ShapeKind::List { member }) => Some(*member),

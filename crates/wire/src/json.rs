@@ -425,7 +425,7 @@ impl<'de> Visitor<'de> for IgnoredObject {
 // ---------------------------------------------------------------- encoding
 
 /// Writes `s` as a JSON string literal.
-pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
     // Fast path for the common case (sequence numbers, shard ids, keys):
     // nothing to escape, so the bytes go out as they are. JSON only needs
     // `"`, `\` and control characters escaped; other UTF-8 is written raw,
@@ -457,10 +457,25 @@ fn write_f64(out: &mut Vec<u8>, f: f64) {
     }
 }
 
+/// `bytes` as a base64 JSON string (base64 needs no escaping).
+pub fn write_base64(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    let start = out.len();
+    out.resize(
+        start + base64::encoded_len(bytes.len(), true).unwrap_or(0),
+        0,
+    );
+    let n = STANDARD
+        .encode_slice(bytes, &mut out[start..])
+        .expect("sized buffer");
+    out.truncate(start + n);
+    out.push(b'"');
+}
+
 /// Epoch milliseconds as JSON epoch seconds with a millisecond fraction
 /// (`1700000000.5`, `1700000000.0`): written digit by digit, once per record
 /// of every GetRecords answer.
-pub(crate) fn write_timestamp(out: &mut Vec<u8>, ms: i64) {
+pub fn write_timestamp(out: &mut Vec<u8>, ms: i64) {
     let abs = ms.unsigned_abs();
     let (secs, frac) = (abs / 1000, abs % 1000);
     if ms < 0 {
@@ -517,18 +532,24 @@ pub(crate) fn encode_value(svc: &Service, shape: Option<ShapeId>, v: &Value, out
             Some(ShapeKind::Blob) => write_str(out, &STANDARD.encode(s.as_bytes())),
             _ => write_str(out, s),
         },
-        Value::Blob(b) => {
-            out.push(b'"');
-            // Base64 output needs no escaping.
-            let start = out.len();
-            out.resize(start + base64::encoded_len(b.len(), true).unwrap_or(0), 0);
-            let n = STANDARD
-                .encode_slice(b, &mut out[start..])
-                .expect("sized buffer");
-            out.truncate(start + n);
-            out.push(b'"');
-        }
+        Value::Blob(b) => write_base64(out, b),
         Value::Timestamp(ms) => write_timestamp(out, *ms),
+        Value::Lazy(list) => {
+            let member = match kind {
+                Some(ShapeKind::List { member }) => Some(*member),
+                _ => None,
+            };
+            out.push(b'[');
+            for i in 0..list.0.len() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                if !list.0.write_json(i, out) {
+                    encode_value(svc, member, &list.0.item(i), out);
+                }
+            }
+            out.push(b']');
+        }
         Value::List(items) => {
             let member = match kind {
                 Some(ShapeKind::List { member }) => Some(*member),

@@ -95,6 +95,56 @@ pub enum Value {
     Timestamp(i64),
     List(Vec<Value>),
     Map(Vec<(Key, Value)>),
+    /// A list whose items are produced while the answer is encoded: a
+    /// GetRecords answer holds up to 10,000 records, and building a document
+    /// tree for each costs more than writing them (see [`ItemSource`]).
+    /// Outputs only; decoding never produces it.
+    Lazy(LazyList),
+}
+
+/// The items of a [`Value::Lazy`] list.
+pub trait ItemSource: Send + Sync {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Item `i` as a document (CBOR answers, tests, anything generic).
+    fn item(&self, i: usize) -> Value;
+    /// Writes item `i` as JSON, byte for byte what encoding [`item`](Self::item)
+    /// against the list's member shape writes (implementations test this,
+    /// using the writers in [`json_out`]), and returns true; false to have
+    /// the generic encoder write `item(i)` instead.
+    fn write_json(&self, _i: usize, _out: &mut Vec<u8>) -> bool {
+        false
+    }
+}
+
+/// A shared [`ItemSource`]; compares and prints as its items.
+#[derive(Clone)]
+pub struct LazyList(pub std::sync::Arc<dyn ItemSource>);
+
+impl LazyList {
+    pub fn items(&self) -> Vec<Value> {
+        (0..self.0.len()).map(|i| self.0.item(i)).collect()
+    }
+}
+
+impl std::fmt::Debug for LazyList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.items()).finish()
+    }
+}
+
+impl PartialEq for LazyList {
+    fn eq(&self, other: &LazyList) -> bool {
+        self.items() == other.items()
+    }
+}
+
+/// The JSON writers the encoder uses for scalars, for [`ItemSource`]s that
+/// write their items directly.
+pub mod json_out {
+    pub use crate::json::{write_base64, write_str, write_timestamp};
 }
 
 /// A structure member's or map entry's name: borrowed from the model (or a

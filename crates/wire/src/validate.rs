@@ -39,6 +39,7 @@ fn length_of(v: &Value) -> Option<i64> {
         Value::String(s) => s.chars().count() as i64,
         Value::Blob(b) => b.len() as i64,
         Value::List(l) => l.len() as i64,
+        Value::Lazy(l) => l.0.len() as i64,
         Value::Map(m) => m.len() as i64,
         _ => return None,
     })
@@ -152,6 +153,7 @@ fn fake_hash(v: &Value, h: &mut u32) {
         Value::String(s) => mix(h, s.as_bytes()),
         Value::Blob(b) => mix(h, b),
         Value::List(l) => l.iter().for_each(|x| fake_hash(x, h)),
+        Value::Lazy(l) => l.items().iter().for_each(|x| fake_hash(x, h)),
         Value::Map(m) => m.iter().for_each(|(k, x)| {
             mix(h, k.as_bytes());
             fake_hash(x, h)
@@ -198,6 +200,7 @@ fn print(svc: &Service, shape: Option<ShapeId>, v: &Value, out: &mut String) {
             }
             out.push(']');
         }
+        Value::Lazy(list) => print(svc, shape, &Value::List(list.items()), out),
         Value::Map(entries) => match (kind, shape) {
             (Some(ShapeKind::Structure { .. }), Some(id)) => {
                 // Coral's generated classes print as class@hash.

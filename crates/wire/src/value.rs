@@ -49,6 +49,16 @@ impl Value {
         self.get(key).and_then(Value::as_list)
     }
 
+    /// The items of list member `key`, whether built up front or produced
+    /// on demand ([`Value::Lazy`]).
+    pub fn items(&self, key: &str) -> Option<Vec<Value>> {
+        match self.get(key)? {
+            Value::List(items) => Some(items.clone()),
+            Value::Lazy(list) => Some(list.items()),
+            _ => None,
+        }
+    }
+
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::String(s) => Some(s),
@@ -109,6 +119,18 @@ impl Value {
             Value::Int(_) | Value::Float(_) | Value::Timestamp(_) => 20,
             Value::String(s) => s.len() + 2,
             Value::Blob(b) => b.len().div_ceil(3) * 4 + 2,
+            Value::Lazy(list) => {
+                // Estimated from a sample of the items.
+                let n = list.0.len();
+                let step = (n / 16).max(1);
+                let sample: Vec<usize> = (0..n)
+                    .step_by(step)
+                    .take(16)
+                    .map(|i| list.0.item(i).encoded_len_hint() + 1)
+                    .collect();
+                let per = sample.iter().sum::<usize>() / sample.len().max(1);
+                2 + per * n + per * n / 16
+            }
             // Long lists (records) are estimated from a sample of their
             // items: a hint, not a bound.
             Value::List(items) if items.len() > 64 => {
