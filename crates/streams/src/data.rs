@@ -12,7 +12,7 @@ use eddy_wire::{ItemSource, LazyList, Value, json_out};
 
 use crate::error::{Result, StreamsError};
 use crate::hashkey::{hash_partition_key, parse_hash_key};
-use crate::meta::{Shard, Stream, parse_shard_id, shard_id};
+use crate::meta::{Shard, Stream, parse_shard_id, shard_id, shard_id_bytes};
 use crate::seqnum;
 use crate::token::{IteratorToken, java_date};
 use crate::{Streams, now_ms};
@@ -243,30 +243,19 @@ impl Streams {
         } else {
             self.log().append(batches).await?
         };
-        let mut failed = 0i64;
-        let records: Vec<Value> = routes
+        let entries: Vec<std::result::Result<(u32, u64), String>> = routes
             .iter()
             .zip(&slot)
             .map(|(r, slot)| match slot {
-                Some((b, k)) => Value::Map(vec![
-                    (
-                        "SequenceNumber".into(),
-                        seqnum::encode(target.tag, r.shard_index, appended[*b].first_position + k)
-                            .into(),
-                    ),
-                    ("ShardId".into(), shard_id(r.shard_index).into()),
-                ]),
-                None => {
-                    failed += 1;
-                    Value::map()
-                        .with("ErrorCode", "ProvisionedThroughputExceededException")
-                        .with(
-                            "ErrorMessage",
-                            self.write_throttle_message(&name, r.shard_index),
-                        )
-                }
+                Some((b, k)) => Ok((r.shard_index, appended[*b].first_position + k)),
+                None => Err(self.write_throttle_message(&name, r.shard_index)),
             })
             .collect();
+        let failed = entries.iter().filter(|e| e.is_err()).count() as i64;
+        let records = Value::Lazy(LazyList(Arc::new(PutResults {
+            stream_tag: target.tag,
+            entries,
+        })));
         Ok(Value::map()
             .with("FailedRecordCount", failed)
             .with("Records", records)
@@ -526,6 +515,49 @@ pub(crate) fn record_value(
     Value::Map(members)
 }
 
+/// The per-record results of a PutRecords answer: (shard, position) of each
+/// stored record or the message of its throttling, written into the answer
+/// as it is encoded (no document per record).
+pub(crate) struct PutResults {
+    pub stream_tag: u64,
+    pub entries: Vec<std::result::Result<(u32, u64), String>>,
+}
+
+impl ItemSource for PutResults {
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn item(&self, i: usize) -> Value {
+        match &self.entries[i] {
+            Ok((shard, position)) => Value::Map(vec![
+                (
+                    "SequenceNumber".into(),
+                    seqnum::encode(self.stream_tag, *shard, *position).into(),
+                ),
+                ("ShardId".into(), shard_id(*shard).into()),
+            ]),
+            Err(message) => Value::map()
+                .with("ErrorCode", "ProvisionedThroughputExceededException")
+                .with("ErrorMessage", message.as_str()),
+        }
+    }
+
+    /// Stored records only (failures take the generic path);
+    /// `put_results_json_is_the_generic_encoding` checks the bytes.
+    fn write_json(&self, i: usize, out: &mut Vec<u8>) -> bool {
+        let Ok((shard, position)) = self.entries[i] else {
+            return false;
+        };
+        out.extend_from_slice(b"{\"SequenceNumber\":");
+        seqnum::write_json(out, self.stream_tag, shard, position);
+        out.extend_from_slice(b",\"ShardId\":\"");
+        out.extend_from_slice(&shard_id_bytes(shard));
+        out.extend_from_slice(b"\"}");
+        true
+    }
+}
+
 /// The records of a GetRecords answer, written into the answer as it is
 /// encoded: no document tree (a vector and two strings) per record.
 pub(crate) struct RecordList {
@@ -607,6 +639,36 @@ mod tests {
             .with("Records", records)
             .with("MillisBehindLatest", 0i64);
         svc.encode(op, eddy_wire::Protocol::Json, &out)
+    }
+
+    #[test]
+    fn put_results_json_is_the_generic_encoding() {
+        let results = PutResults {
+            stream_tag: 98_765_432_109_876,
+            entries: vec![
+                Ok((0, 0)),
+                Ok((7, 123_456)),
+                Err(
+                    "Rate exceeded for shard shardId-000000000003 in stream s under account 1."
+                        .into(),
+                ),
+                Ok((u32::MAX, u64::MAX - 1)),
+                Err("with \"quotes\"".into()),
+            ],
+        };
+        let generic = Value::List((0..results.len()).map(|i| results.item(i)).collect());
+        let direct = Value::Lazy(LazyList(Arc::new(results)));
+        let svc = eddy_wire::kinesis();
+        let op = svc.operation("PutRecords").expect("PutRecords");
+        let encode = |records: Value| {
+            let out = Value::map()
+                .with("FailedRecordCount", 2i64)
+                .with("Records", records);
+            svc.encode(op, eddy_wire::Protocol::Json, &out)
+        };
+        let (a, b) = (encode(direct), encode(generic));
+        assert_eq!(String::from_utf8_lossy(&a), String::from_utf8_lossy(&b));
+        assert!(String::from_utf8_lossy(&a).contains("shardId-004294967295"));
     }
 
     #[test]

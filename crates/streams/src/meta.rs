@@ -60,15 +60,20 @@ impl Shard {
 }
 
 pub fn shard_id(index: u32) -> String {
-    // Built by hand into one exact-size buffer: PutRecords names a shard
-    // per record, and `format!` with a padded field reallocates on the way.
+    String::from_utf8(shard_id_bytes(index).to_vec()).expect("ASCII")
+}
+
+/// `shardId-` and twelve zero-padded digits, built by hand: PutRecords
+/// names a shard per record, and `format!` with a padded field reallocates
+/// on the way.
+pub fn shard_id_bytes(index: u32) -> [u8; 20] {
     let mut id = *b"shardId-000000000000";
     let mut rest = index;
     for d in id[8..].iter_mut().rev() {
         *d = b'0' + (rest % 10) as u8;
         rest /= 10;
     }
-    String::from_utf8(id.to_vec()).expect("ASCII")
+    id
 }
 
 pub fn parse_shard_id(s: &str) -> Option<u32> {
