@@ -156,8 +156,16 @@ impl Results {
     }
 }
 
+/// 16 random hex digits (as `format!("{:016x}")`, without the formatting
+/// machinery).
 fn random_key(rng: &mut impl Rng) -> String {
-    format!("{:016x}", rng.r#gen::<u64>())
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let v = rng.r#gen::<u64>();
+    let mut key = String::with_capacity(16);
+    for i in (0..16).rev() {
+        key.push(HEX[(v >> (i * 4)) as usize & 0xf] as char);
+    }
+    key
 }
 
 fn key_from_json(line: &[u8], field: &str) -> Option<String> {
@@ -444,6 +452,17 @@ pub async fn run(args: PutArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn random_keys_are_16_lowercase_hex_digits() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..100 {
+            let k = random_key(&mut rng);
+            assert_eq!(k.len(), 16);
+            let v = u64::from_str_radix(&k, 16).unwrap();
+            assert_eq!(k, format!("{v:016x}"));
+        }
+    }
 
     #[test]
     fn json_field_becomes_the_partition_key() {

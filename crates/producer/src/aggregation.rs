@@ -133,6 +133,12 @@ impl KeyTable {
         }
     }
 
+    /// Room for `n` entries of `entry_len` encoded bytes (at most `limit`).
+    fn reserve(&mut self, n: usize, entry_len: usize, limit: usize) {
+        self.buf.reserve((n * entry_len).min(limit));
+        self.index.reserve(n);
+    }
+
     fn push(&mut self, key: u8, s: &str) -> u64 {
         self.buf.push(key);
         prost::encoding::encode_varint(s.len() as u64, &mut self.buf);
@@ -254,6 +260,9 @@ impl Aggregate {
         if !self.is_empty() && self.size() + grow > limit {
             return None;
         }
+        if self.is_empty() && limit < usize::MAX {
+            self.reserve_for(limit, grow, partition_key.len(), explicit_hash_key);
+        }
         if !pk_known {
             self.pks.push(KEY_PK_TABLE, partition_key);
         }
@@ -275,6 +284,25 @@ impl Aggregate {
         let index = self.count as u64;
         self.count += 1;
         Some(index)
+    }
+
+    /// Sizes the buffers of an empty aggregate for `limit` bytes of records
+    /// like the first (`grow` bytes each), so they do not grow by doubling
+    /// and copying while the aggregate fills.
+    fn reserve_for(
+        &mut self,
+        limit: usize,
+        grow: usize,
+        pk_len: usize,
+        explicit_hash_key: Option<&str>,
+    ) {
+        let limit = limit.min(crate::config::limits::MAX_RECORD_BYTES);
+        let n = (limit / grow.max(1)).max(1);
+        self.records.reserve(limit);
+        self.pks.reserve(n, field_len(pk_len), limit);
+        if let Some(e) = explicit_hash_key {
+            self.ehks.reserve(n, field_len(e.len()), limit);
+        }
     }
 
     /// Adds a user record whatever the size; returns its index.

@@ -58,10 +58,11 @@ struct KRecord {
     shard: Arc<str>,
     partition_key: String,
     explicit_hash_key: Option<String>,
-    /// The payload; empty for an aggregate until the request task encodes
-    /// it (MD5 and copying run there, in parallel, not in the dispatcher).
+    /// The payload of a plain record; empty for an aggregate.
     data: Bytes,
-    /// The aggregate to encode, when `data` is not yet made.
+    /// The aggregate, encoded by the request task for each attempt (MD5 and
+    /// copying run there, in parallel, not in the dispatcher; the encoded
+    /// bytes go to the client unshared, so it need not copy them).
     pending: Option<Aggregate>,
     /// Encoded size of the payload.
     data_len: usize,
@@ -75,13 +76,6 @@ struct KRecord {
 impl KRecord {
     fn size(&self) -> usize {
         self.data_len + self.partition_key.len()
-    }
-
-    /// Encodes a pending aggregate.
-    fn encode(&mut self) {
-        if let Some(agg) = self.pending.take() {
-            self.data = agg.encode();
-        }
     }
 }
 
@@ -825,6 +819,10 @@ fn route(s: &mut StreamState, u: UserRec, config: &ProducerConfig) {
             .expect("an empty aggregate takes any record");
     }
     if b.agg_users.is_empty() {
+        // Room for as many records like this one as the aggregate takes.
+        let each = Aggregate::single_size(&u.partition_key, ehk, u.data.len());
+        b.agg_users
+            .reserve((config.aggregation_max_bytes / each).min(config.aggregation_max_count));
         b.agg_oldest = u.arrived;
     } else {
         b.agg_oldest = b.agg_oldest.min(u.arrived);
@@ -929,19 +927,19 @@ fn send_batch(
 async fn put_batch(
     client: &dyn KinesisApi,
     stream: Arc<str>,
-    mut batch: Vec<KRecord>,
+    batch: Vec<KRecord>,
     counters: &Counters,
     timeout: Duration,
 ) -> Completion {
-    for k in batch.iter_mut() {
-        k.encode();
-    }
     let entries: Vec<PutEntry> = batch
         .iter()
         .map(|k| PutEntry {
             partition_key: k.partition_key.clone(),
             explicit_hash_key: k.explicit_hash_key.clone(),
-            data: k.data.clone(),
+            data: match &k.pending {
+                Some(agg) => agg.encode(),
+                None => k.data.clone(),
+            },
         })
         .collect();
     let shards: Vec<Arc<str>> = batch.iter().map(|k| k.shard.clone()).collect();

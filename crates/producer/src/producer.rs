@@ -206,18 +206,27 @@ impl Producer {
             }
             r.forget();
         } else {
-            bounds
-                .records
-                .acquire()
-                .await
-                .map_err(|_| SendError::Closed)?
-                .forget();
-            bounds
-                .bytes
-                .acquire_many(size as u32)
-                .await
-                .map_err(|_| SendError::Closed)?
-                .forget();
+            // Without waiting when there is room (no acquire future); a
+            // semaphore with waiters has no permits left, so this does not
+            // overtake them.
+            match bounds.records.try_acquire() {
+                Ok(p) => p.forget(),
+                Err(_) => bounds
+                    .records
+                    .acquire()
+                    .await
+                    .map_err(|_| SendError::Closed)?
+                    .forget(),
+            }
+            match bounds.bytes.try_acquire_many(size as u32) {
+                Ok(p) => p.forget(),
+                Err(_) => bounds
+                    .bytes
+                    .acquire_many(size as u32)
+                    .await
+                    .map_err(|_| SendError::Closed)?
+                    .forget(),
+            }
         }
         let now = Instant::now();
         let (reply, rx) = oneshot::channel();
@@ -246,8 +255,26 @@ impl Producer {
     }
 
     /// The shared name of a stream (one allocation per stream, not per
-    /// record).
+    /// record). The thread's last answer is tried first: any `Arc<str>`
+    /// with the right text will do, so the cache needs no key but the text.
     fn stream_name(&self, stream: &str) -> Arc<str> {
+        thread_local! {
+            static LAST: std::cell::RefCell<Option<Arc<str>>> = const { std::cell::RefCell::new(None) };
+        }
+        LAST.with(|last| {
+            let mut last = last.borrow_mut();
+            match &*last {
+                Some(a) if **a == *stream => a.clone(),
+                _ => {
+                    let a = self.shared_stream_name(stream);
+                    *last = Some(a.clone());
+                    a
+                }
+            }
+        })
+    }
+
+    fn shared_stream_name(&self, stream: &str) -> Arc<str> {
         if let Some(a) = self.inner.names.read().expect("not poisoned").get(stream) {
             return a.clone();
         }
