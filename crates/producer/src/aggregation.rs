@@ -318,15 +318,31 @@ impl Aggregate {
 
     /// Encodes the aggregated record: magic, protobuf, MD5 of the protobuf.
     pub fn encode(&self) -> Bytes {
+        encode_all(&[self]).pop().expect("one")
+    }
+
+    /// Magic and protobuf, with room for the digest.
+    fn encode_undigested(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.size());
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&self.pks.buf);
         out.extend_from_slice(&self.ehks.buf);
         out.extend_from_slice(&self.records);
-        let digest = Md5::digest(&out[MAGIC.len()..]);
-        out.extend_from_slice(&digest);
-        Bytes::from(out)
+        out
     }
+}
+
+/// Encodes many aggregated records (as [`Aggregate::encode`] does each),
+/// computing their MD5 trailers side by side.
+pub fn encode_all(aggs: &[&Aggregate]) -> Vec<Bytes> {
+    let mut outs: Vec<Vec<u8>> = aggs.iter().map(|a| a.encode_undigested()).collect();
+    let mut digests = vec![[0u8; DIGEST_LEN]; outs.len()];
+    let bodies: Vec<&[u8]> = outs.iter().map(|o| &o[MAGIC.len()..]).collect();
+    crate::md5x::digests(&bodies, &mut digests);
+    for (o, d) in outs.iter_mut().zip(&digests) {
+        o.extend_from_slice(d);
+    }
+    outs.into_iter().map(Bytes::from).collect()
 }
 
 /// One user record recovered from a Kinesis record.
@@ -462,6 +478,27 @@ mod tests {
             agg.add(pk, ehk.as_deref(), data);
         }
         agg
+    }
+
+    #[test]
+    fn encoding_many_aggregates_at_once_gives_the_bytes_of_encoding_each() {
+        let aggs: Vec<Aggregate> = (0..20usize)
+            .map(|n| {
+                let recs: Vec<(String, Option<String>, Vec<u8>)> = (0..n * 3)
+                    .map(|i| (format!("k{}", i % 5), None, vec![i as u8; i * 11 % 90]))
+                    .collect();
+                aggregate_of(&recs)
+            })
+            .collect();
+        let refs: Vec<&Aggregate> = aggs.iter().collect();
+        let all = encode_all(&refs);
+        assert_eq!(all.len(), aggs.len());
+        for (a, bytes) in aggs.iter().zip(&all) {
+            let body = &bytes[4..bytes.len() - 16];
+            assert_eq!(&bytes[bytes.len() - 16..], Md5::digest(body).as_slice());
+            assert_eq!(bytes, &a.encode());
+            assert_eq!(bytes.len(), a.size());
+        }
     }
 
     #[test]

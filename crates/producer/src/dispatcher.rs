@@ -40,6 +40,8 @@ pub(crate) struct UserRec {
     pub stream: Arc<str>,
     pub partition_key: String,
     pub explicit_hash_key: Option<String>,
+    /// The hash key: the explicit one, or the partition key's MD5, which
+    /// the dispatcher computes for many records at once when they arrive.
     pub hash: u128,
     pub data: Bytes,
     pub arrived: Instant,
@@ -250,6 +252,7 @@ impl Dispatcher {
                         cmds_open = false;
                         self.closing = true;
                     }
+                    hash_partition_keys(&mut buf);
                     for c in buf.drain(..) {
                         match c {
                             Command::Record(u) => self.on_record(u),
@@ -773,6 +776,29 @@ impl Dispatcher {
     }
 }
 
+/// Computes the hash keys of records routed by their partition keys, many
+/// side by side (`send` leaves them to the dispatcher).
+fn hash_partition_keys(cmds: &mut [Command]) {
+    let mut keys: Vec<&str> = Vec::with_capacity(cmds.len());
+    for c in cmds.iter() {
+        if let Command::Record(u) = c
+            && u.explicit_hash_key.is_none()
+        {
+            keys.push(&u.partition_key);
+        }
+    }
+    let mut hashes = vec![0u128; keys.len()];
+    crate::md5x::hash_keys(&keys, &mut hashes);
+    let mut hashes = hashes.into_iter();
+    for c in cmds.iter_mut() {
+        if let Command::Record(u) = c
+            && u.explicit_hash_key.is_none()
+        {
+            u.hash = hashes.next().expect("one hash per key");
+        }
+    }
+}
+
 /// Puts a user record into its shard's buffer.
 fn route(s: &mut StreamState, u: UserRec, config: &ProducerConfig) {
     let map = s.map.as_ref().expect("routed with a map");
@@ -931,13 +957,16 @@ async fn put_batch(
     counters: &Counters,
     timeout: Duration,
 ) -> Completion {
+    // Aggregates encoded together: their MD5 trailers go side by side.
+    let aggs: Vec<&Aggregate> = batch.iter().filter_map(|k| k.pending.as_ref()).collect();
+    let mut encoded = crate::aggregation::encode_all(&aggs).into_iter();
     let entries: Vec<PutEntry> = batch
         .iter()
         .map(|k| PutEntry {
             partition_key: k.partition_key.clone(),
             explicit_hash_key: k.explicit_hash_key.clone(),
             data: match &k.pending {
-                Some(agg) => agg.encode(),
+                Some(_) => encoded.next().expect("one encoding per aggregate"),
                 None => k.data.clone(),
             },
         })
