@@ -49,7 +49,7 @@ pub(crate) struct UserRec {
     pub not_before: Instant,
     pub attempts: u32,
     pub last_error: Option<String>,
-    pub reply: oneshot::Sender<Result<PutResult, PutError>>,
+    pub reply: crate::completion::Completer,
     /// Its share of the byte bound (one record permit is implied), given
     /// back when the record completes.
     pub bound_bytes: u32,
@@ -84,7 +84,7 @@ impl KRecord {
 /// Resolves a successful record; the caller lowers `outstanding` for a
 /// whole batch at once.
 fn succeed(u: UserRec, res: PutResult) {
-    let _ = u.reply.send(Ok(res));
+    u.reply.send(Ok(res));
 }
 
 /// Gives back `records` records and `bytes` bytes of the bounds and lowers
@@ -106,7 +106,7 @@ fn complete(counters: &Counters, u: UserRec, res: Result<PutResult, PutError>) {
         metrics::counter!(m::ERRORS, "stream" => u.stream.to_string(), "kind" => kind).increment(1);
     }
     let bytes = u.bound_bytes as u64;
-    let _ = u.reply.send(res);
+    u.reply.send(res);
     release(counters, 1, bytes);
 }
 
@@ -845,8 +845,11 @@ fn route(s: &mut StreamState, u: UserRec, config: &ProducerConfig) {
             .expect("an empty aggregate takes any record");
     }
     if b.agg_users.is_empty() {
-        // Room for as many records like this one as the aggregate takes.
-        let each = Aggregate::single_size(&u.partition_key, ehk, u.data.len());
+        // Room for as many records like this one as the aggregate takes,
+        // counting only their data and up to 8 bytes of framing each (key
+        // table entries may be shared): rather too much room than a
+        // doubling copy.
+        let each = u.data.len() + 8;
         b.agg_users
             .reserve((config.aggregation_max_bytes / each).min(config.aggregation_max_count));
         b.agg_oldest = u.arrived;

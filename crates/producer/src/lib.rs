@@ -24,6 +24,7 @@
 
 pub mod aggregation;
 pub mod client;
+mod completion;
 pub mod config;
 mod dispatcher;
 pub mod error;

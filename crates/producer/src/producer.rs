@@ -33,27 +33,21 @@ pub struct PutResult {
 /// The future result of one `send`.
 #[must_use = "a PendingRecord resolves to the record's fate"]
 pub struct PendingRecord {
-    rx: oneshot::Receiver<Result<PutResult, PutError>>,
+    rx: crate::completion::Receiver,
 }
 
 impl PendingRecord {
     /// The result if the record has completed, without waiting; `None`
     /// while it is still on its way.
     pub fn try_result(&mut self) -> Option<Result<PutResult, PutError>> {
-        match self.rx.try_recv() {
-            Ok(r) => Some(r),
-            Err(oneshot::error::TryRecvError::Empty) => None,
-            Err(oneshot::error::TryRecvError::Closed) => Some(Err(PutError::Shutdown)),
-        }
+        self.rx.try_take()
     }
 }
 
 impl Future for PendingRecord {
     type Output = Result<PutResult, PutError>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx)
-            .poll(cx)
-            .map(|r| r.unwrap_or(Err(PutError::Shutdown)))
+        self.rx.poll(cx)
     }
 }
 
@@ -230,7 +224,7 @@ impl Producer {
             }
         }
         let now = Instant::now();
-        let (reply, rx) = oneshot::channel();
+        let (reply, rx) = crate::completion::slot();
         let rec = UserRec {
             stream: self.stream_name(stream),
             partition_key,

@@ -1,0 +1,225 @@
+//! The result slot behind each [`crate::PendingRecord`]: a one-shot cell
+//! like `tokio::sync::oneshot`, but slots are allocated 32 at a time per
+//! thread instead of one allocation per record. The dispatcher side
+//! ([`Completer`]) writes the result once and wakes the receiver; a
+//! completer dropped without a result resolves the record to
+//! [`PutError::Shutdown`], as a dropped oneshot sender did.
+
+use std::cell::{RefCell, UnsafeCell};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll};
+
+use atomic_waker::AtomicWaker;
+
+use crate::error::PutError;
+use crate::producer::PutResult;
+
+type Outcome = Result<PutResult, PutError>;
+
+/// Slots per allocation.
+const SLOTS: usize = 32;
+
+/// Waiting for the completer.
+const PENDING: u8 = 0;
+/// The completer wrote the value.
+const DONE: u8 = 1;
+/// The completer was dropped without a value.
+const DROPPED: u8 = 2;
+/// The receiver took the value.
+const TAKEN: u8 = 3;
+
+struct Slot {
+    state: AtomicU8,
+    /// Written only by the completer, before it stores `DONE` (release);
+    /// read only by the receiver, after it loads `DONE` (acquire).
+    value: UnsafeCell<Option<Outcome>>,
+    waker: AtomicWaker,
+}
+
+struct Block {
+    slots: [Slot; SLOTS],
+}
+
+// SAFETY: each slot's value is touched by one side at a time, handed over
+// by the release/acquire pair on `state` (see `Slot::value`); the rest is
+// atomics.
+unsafe impl Sync for Block {}
+// SAFETY: as above; `Outcome` is `Send`.
+unsafe impl Send for Block {}
+
+impl Block {
+    fn new() -> Block {
+        Block {
+            slots: std::array::from_fn(|_| Slot {
+                state: AtomicU8::new(PENDING),
+                value: UnsafeCell::new(None),
+                waker: AtomicWaker::new(),
+            }),
+        }
+    }
+}
+
+/// Writes a record's result.
+pub(crate) struct Completer {
+    block: Arc<Block>,
+    i: usize,
+    done: bool,
+}
+
+/// Reads a record's result.
+pub(crate) struct Receiver {
+    block: Arc<Block>,
+    i: usize,
+}
+
+/// A fresh slot, from this thread's current block.
+pub(crate) fn slot() -> (Completer, Receiver) {
+    thread_local! {
+        static CURRENT: RefCell<(Option<Arc<Block>>, usize)> = const { RefCell::new((None, 0)) };
+    }
+    CURRENT.with(|c| {
+        let mut c = c.borrow_mut();
+        let (block, next) = &mut *c;
+        let block = match block {
+            Some(b) if *next < SLOTS => b,
+            _ => {
+                *next = 0;
+                block.insert(Arc::new(Block::new()))
+            }
+        };
+        let i = *next;
+        *next += 1;
+        (
+            Completer {
+                block: block.clone(),
+                i,
+                done: false,
+            },
+            Receiver {
+                block: block.clone(),
+                i,
+            },
+        )
+    })
+}
+
+impl Completer {
+    pub(crate) fn send(mut self, value: Outcome) {
+        let s = &self.block.slots[self.i];
+        // SAFETY: only this completer writes the value, once; the receiver
+        // reads it only after the release store below.
+        unsafe { *s.value.get() = Some(value) };
+        s.state.store(DONE, Ordering::Release);
+        s.waker.wake();
+        self.done = true;
+    }
+}
+
+impl Drop for Completer {
+    fn drop(&mut self) {
+        if !self.done {
+            let s = &self.block.slots[self.i];
+            s.state.store(DROPPED, Ordering::Release);
+            s.waker.wake();
+        }
+    }
+}
+
+impl Receiver {
+    /// The result if it is there; `Shutdown` when the completer went away
+    /// without one, or the result was taken already.
+    pub(crate) fn try_take(&mut self) -> Option<Outcome> {
+        let s = &self.block.slots[self.i];
+        match s.state.load(Ordering::Acquire) {
+            PENDING => None,
+            DONE => {
+                // Only this receiver changes the state after `DONE`.
+                s.state.store(TAKEN, Ordering::Relaxed);
+                // SAFETY: the completer wrote the value before its release
+                // store of `DONE`, which we acquired, and never touches it
+                // again.
+                let v = unsafe { (*s.value.get()).take() };
+                Some(v.unwrap_or(Err(PutError::Shutdown)))
+            }
+            _ => Some(Err(PutError::Shutdown)),
+        }
+    }
+
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Outcome> {
+        if let Some(v) = self.try_take() {
+            return Poll::Ready(v);
+        }
+        self.block.slots[self.i].waker.register(cx.waker());
+        match self.try_take() {
+            Some(v) => Poll::Ready(v),
+            None => Poll::Pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn ok(n: u64) -> Outcome {
+        Ok(PutResult {
+            shard_id: Arc::from("shardId-000000000000"),
+            sequence_number: Arc::from(n.to_string().as_str()),
+            sub_sequence_number: Some(n),
+            attempts: 1,
+        })
+    }
+
+    #[test]
+    fn a_result_is_taken_once_then_reads_as_shutdown() {
+        let (c, mut r) = slot();
+        assert!(r.try_take().is_none());
+        c.send(ok(7));
+        assert_eq!(r.try_take(), Some(ok(7)));
+        assert_eq!(r.try_take(), Some(Err(PutError::Shutdown)));
+    }
+
+    #[test]
+    fn a_completer_dropped_without_a_result_gives_shutdown() {
+        let (c, mut r) = slot();
+        drop(c);
+        assert_eq!(r.try_take(), Some(Err(PutError::Shutdown)));
+    }
+
+    #[test]
+    fn slots_of_one_block_are_independent_and_outlive_either_side() {
+        let pairs: Vec<_> = (0..SLOTS as u64 * 3).map(|_| slot()).collect();
+        let mut receivers = Vec::new();
+        for (n, (c, r)) in pairs.into_iter().enumerate() {
+            if n % 3 == 0 {
+                drop(r); // nobody waits: the value is dropped with the block
+                c.send(ok(n as u64));
+            } else {
+                c.send(ok(n as u64));
+                receivers.push((n as u64, r));
+            }
+        }
+        for (n, mut r) in receivers {
+            assert_eq!(r.try_take(), Some(ok(n)));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiting_receiver_is_woken_from_another_thread() {
+        let mut handles = Vec::new();
+        for n in 0..200u64 {
+            let (c, mut r) = slot();
+            let t = tokio::spawn(async move { std::future::poll_fn(|cx| r.poll(cx)).await });
+            tokio::spawn(async move {
+                tokio::task::yield_now().await;
+                c.send(ok(n));
+            });
+            handles.push((n, t));
+        }
+        for (n, t) in handles {
+            assert_eq!(t.await.unwrap(), ok(n));
+        }
+    }
+}
