@@ -189,7 +189,12 @@ pub(crate) struct Dispatcher {
     client: Arc<dyn KinesisApi>,
     config: ProducerConfig,
     counters: Arc<Counters>,
-    streams: HashMap<Arc<str>, StreamState>,
+    streams: HashMap<Arc<str>, StreamState, FxBuild>,
+    /// (a record's name `Arc`, the dispatcher's own copy of that name):
+    /// records are matched to their stream by pointer, without reading the
+    /// name through their `Arc`, whose counts the sending threads keep
+    /// changing (reading it would miss the cache for every record).
+    seen_names: Vec<(Arc<str>, Arc<str>)>,
     slots: Arc<Semaphore>,
     inflight_requests: usize,
     inflight_shards: HashMap<Arc<str>, usize>,
@@ -207,6 +212,43 @@ pub(crate) struct Dispatcher {
 const MAP_CHANNEL: usize = 64;
 /// Commands taken from the channel per wake-up.
 const COMMAND_BATCH: usize = 1024;
+/// Distinct name `Arc`s of records remembered by the dispatcher.
+const SEEN_NAMES: usize = 16;
+
+/// FxHash for the table of stream names looked up for every record (names
+/// are the application's own; no need for SipHash's DoS resistance).
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl FxHasher {
+    fn add(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        let rest = chunks.remainder();
+        let mut tail = [0u8; 8];
+        tail[..rest.len()].copy_from_slice(rest);
+        self.add(u64::from_le_bytes(tail) ^ ((rest.len() as u64) << 59));
+    }
+    fn write_u8(&mut self, v: u8) {
+        self.add(v as u64);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.add(v as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
 
 impl Dispatcher {
     pub(crate) fn new(
@@ -221,7 +263,8 @@ impl Dispatcher {
             slots: Arc::new(Semaphore::new(config.max_inflight_requests)),
             config,
             counters,
-            streams: HashMap::new(),
+            streams: HashMap::default(),
+            seen_names: Vec::new(),
             inflight_requests: 0,
             inflight_shards: HashMap::new(),
             done_tx,
@@ -319,10 +362,30 @@ impl Dispatcher {
     }
 
     fn on_record(&mut self, u: UserRec) {
-        if !self.streams.contains_key(&u.stream) {
-            self.stream(&u.stream.clone());
-        }
-        let s = self.streams.get_mut(&u.stream).expect("made above");
+        let i = match self
+            .seen_names
+            .iter()
+            .position(|(seen, _)| Arc::ptr_eq(seen, &u.stream))
+        {
+            Some(i) => i,
+            None => {
+                let own = match self.streams.get_key_value(&*u.stream) {
+                    Some((own, _)) => own.clone(),
+                    None => {
+                        let own: Arc<str> = Arc::from(&*u.stream);
+                        self.stream(&own);
+                        own
+                    }
+                };
+                if self.seen_names.len() >= SEEN_NAMES {
+                    self.seen_names.clear();
+                }
+                self.seen_names.push((u.stream.clone(), own));
+                self.seen_names.len() - 1
+            }
+        };
+        let own = &self.seen_names[i].1;
+        let s = self.streams.get_mut(own).expect("made above");
         if s.map.is_some() && s.unrouted.is_empty() {
             route(s, u, &self.config);
         } else {

@@ -93,7 +93,6 @@ struct Inner {
     closed: AtomicBool,
     counters: Arc<Counters>,
     task: Mutex<Option<JoinHandle<()>>>,
-    names: std::sync::RwLock<std::collections::HashMap<Box<str>, Arc<str>>>,
 }
 
 /// A producer; cheap to clone, all clones share one dispatcher.
@@ -105,8 +104,9 @@ pub struct Producer {
 /// Capacity of the channel from `send` to the dispatcher; records beyond it
 /// wait in `send` (the outstanding bounds hold in any case).
 const COMMAND_CHANNEL: usize = 16 * 1024;
-/// Stream names remembered by `send` (the cache is cleared beyond it).
-const MAX_CACHED_STREAM_NAMES: usize = 1024;
+/// Stream names remembered by each sending thread (the cache is cleared
+/// beyond it).
+const MAX_CACHED_STREAM_NAMES: usize = 16;
 
 impl Producer {
     /// Starts a producer on the current tokio runtime.
@@ -136,7 +136,6 @@ impl Producer {
                 closed: AtomicBool::new(false),
                 counters,
                 task: Mutex::new(Some(task)),
-                names: Default::default(),
             }),
         }
     }
@@ -249,38 +248,25 @@ impl Producer {
         Ok(PendingRecord { rx })
     }
 
-    /// The shared name of a stream (one allocation per stream, not per
-    /// record). The thread's last answer is tried first: any `Arc<str>`
-    /// with the right text will do, so the cache needs no key but the text.
+    /// The name of a stream as an `Arc` of the calling thread's own (one
+    /// allocation per stream and thread, not per record): records of one
+    /// thread share it, and threads do not contend on one `Arc`'s counts.
     fn stream_name(&self, stream: &str) -> Arc<str> {
         thread_local! {
-            static LAST: std::cell::RefCell<Option<Arc<str>>> = const { std::cell::RefCell::new(None) };
+            static NAMES: std::cell::RefCell<Vec<Arc<str>>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        LAST.with(|last| {
-            let mut last = last.borrow_mut();
-            match &*last {
-                Some(a) if **a == *stream => a.clone(),
-                _ => {
-                    let a = self.shared_stream_name(stream);
-                    *last = Some(a.clone());
-                    a
-                }
+        NAMES.with(|names| {
+            let mut names = names.borrow_mut();
+            if let Some(a) = names.iter().find(|a| ***a == *stream) {
+                return a.clone();
             }
+            if names.len() >= MAX_CACHED_STREAM_NAMES {
+                names.clear();
+            }
+            let a: Arc<str> = Arc::from(stream);
+            names.push(a.clone());
+            a
         })
-    }
-
-    fn shared_stream_name(&self, stream: &str) -> Arc<str> {
-        if let Some(a) = self.inner.names.read().expect("not poisoned").get(stream) {
-            return a.clone();
-        }
-        let mut names = self.inner.names.write().expect("not poisoned");
-        if names.len() >= MAX_CACHED_STREAM_NAMES {
-            names.clear();
-        }
-        names
-            .entry(stream.into())
-            .or_insert_with(|| Arc::from(stream))
-            .clone()
     }
 
     /// Sends everything buffered now and waits until no record is
