@@ -20,14 +20,16 @@ type Outcome = Result<PutResult, PutError>;
 /// Slots per allocation.
 const SLOTS: usize = 32;
 
-/// Waiting for the completer.
-const PENDING: u8 = 0;
+// State bits of a slot.
 /// The completer wrote the value.
 const DONE: u8 = 1;
 /// The completer was dropped without a value.
 const DROPPED: u8 = 2;
 /// The receiver took the value.
-const TAKEN: u8 = 3;
+const TAKEN: u8 = 4;
+/// The receiver registered a waker (set after registering): only then does
+/// the completer wake it, so results read with `try_take` cost no wake-up.
+const WAITING: u8 = 8;
 
 struct Slot {
     state: AtomicU8,
@@ -52,7 +54,7 @@ impl Block {
     fn new() -> Block {
         Block {
             slots: std::array::from_fn(|_| Slot {
-                state: AtomicU8::new(PENDING),
+                state: AtomicU8::new(0),
                 value: UnsafeCell::new(None),
                 waker: AtomicWaker::new(),
             }),
@@ -110,9 +112,10 @@ impl Completer {
         // SAFETY: only this completer writes the value, once; the receiver
         // reads it only after the release store below.
         unsafe { *s.value.get() = Some(value) };
-        s.state.store(DONE, Ordering::Release);
-        s.waker.wake();
         self.done = true;
+        if s.state.fetch_or(DONE, Ordering::AcqRel) & WAITING != 0 {
+            s.waker.wake();
+        }
     }
 }
 
@@ -120,8 +123,9 @@ impl Drop for Completer {
     fn drop(&mut self) {
         if !self.done {
             let s = &self.block.slots[self.i];
-            s.state.store(DROPPED, Ordering::Release);
-            s.waker.wake();
+            if s.state.fetch_or(DROPPED, Ordering::AcqRel) & WAITING != 0 {
+                s.waker.wake();
+            }
         }
     }
 }
@@ -130,28 +134,36 @@ impl Receiver {
     /// The result if it is there; `Shutdown` when the completer went away
     /// without one, or the result was taken already.
     pub(crate) fn try_take(&mut self) -> Option<Outcome> {
+        let state = self.block.slots[self.i].state.load(Ordering::Acquire);
+        self.take_in(state)
+    }
+
+    fn take_in(&mut self, state: u8) -> Option<Outcome> {
         let s = &self.block.slots[self.i];
-        match s.state.load(Ordering::Acquire) {
-            PENDING => None,
-            DONE => {
-                // Only this receiver changes the state after `DONE`.
-                s.state.store(TAKEN, Ordering::Relaxed);
-                // SAFETY: the completer wrote the value before its release
-                // store of `DONE`, which we acquired, and never touches it
-                // again.
-                let v = unsafe { (*s.value.get()).take() };
-                Some(v.unwrap_or(Err(PutError::Shutdown)))
-            }
-            _ => Some(Err(PutError::Shutdown)),
+        if state & TAKEN != 0 || state & DROPPED != 0 {
+            return Some(Err(PutError::Shutdown));
         }
+        if state & DONE == 0 {
+            return None;
+        }
+        // The completer no longer touches the state after `DONE`.
+        s.state.fetch_or(TAKEN, Ordering::Relaxed);
+        // SAFETY: the completer wrote the value before setting `DONE`
+        // (release), which we acquired, and never touches it again.
+        let v = unsafe { (*s.value.get()).take() };
+        Some(v.unwrap_or(Err(PutError::Shutdown)))
     }
 
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Outcome> {
         if let Some(v) = self.try_take() {
             return Poll::Ready(v);
         }
-        self.block.slots[self.i].waker.register(cx.waker());
-        match self.try_take() {
+        let s = &self.block.slots[self.i];
+        s.waker.register(cx.waker());
+        // Registered before saying so: a completer that sees `WAITING`
+        // finds the waker; one that set `DONE` first is seen here.
+        let state = s.state.fetch_or(WAITING, Ordering::AcqRel);
+        match self.take_in(state) {
             Some(v) => Poll::Ready(v),
             None => Poll::Pending,
         }
@@ -203,6 +215,23 @@ mod tests {
         }
         for (n, mut r) in receivers {
             assert_eq!(r.try_take(), Some(ok(n)));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiting_receiver_is_woken_by_a_completer_dropped_on_another_thread() {
+        let mut handles = Vec::new();
+        for _ in 0..100 {
+            let (c, mut r) = slot();
+            let t = tokio::spawn(async move { std::future::poll_fn(|cx| r.poll(cx)).await });
+            tokio::spawn(async move {
+                tokio::task::yield_now().await;
+                drop(c);
+            });
+            handles.push(t);
+        }
+        for t in handles {
+            assert_eq!(t.await.unwrap(), Err(PutError::Shutdown));
         }
     }
 
