@@ -178,6 +178,17 @@ impl Aggregate {
         Aggregate::default()
     }
 
+    /// Empties the aggregate, keeping its buffers for the next one.
+    pub fn clear(&mut self) {
+        for t in [&mut self.pks, &mut self.ehks] {
+            t.buf.clear();
+            t.index.clear();
+            t.len = 0;
+        }
+        self.records.clear();
+        self.count = 0;
+    }
+
     pub fn len(&self) -> usize {
         self.count
     }
@@ -478,6 +489,27 @@ mod tests {
             agg.add(pk, ehk.as_deref(), data);
         }
         agg
+    }
+
+    #[test]
+    fn a_cleared_aggregate_encodes_like_a_new_one() {
+        let recs = |tag: u8| -> Vec<(String, Option<String>, Vec<u8>)> {
+            (0..50usize)
+                .map(|i| {
+                    let ehk = (i % 3 == 0).then(|| format!("{}", i * 1000));
+                    (format!("k{}-{tag}", i % 7), ehk, vec![tag; i])
+                })
+                .collect()
+        };
+        let mut reused = aggregate_of(&recs(1));
+        reused.clear();
+        assert!(reused.is_empty());
+        for (pk, ehk, data) in recs(2) {
+            reused.add(&pk, ehk.as_deref(), &data);
+        }
+        let fresh = aggregate_of(&recs(2));
+        assert_eq!(reused.size(), fresh.size());
+        assert_eq!(reused.encode(), fresh.encode());
     }
 
     #[test]

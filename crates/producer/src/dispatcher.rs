@@ -387,7 +387,7 @@ impl Dispatcher {
         let own = &self.seen_names[i].1;
         let s = self.streams.get_mut(own).expect("made above");
         if s.map.is_some() && s.unrouted.is_empty() {
-            route(s, u, &self.config);
+            route(s, u, &self.config, &self.counters);
         } else {
             s.unrouted.push_back(u);
         }
@@ -711,7 +711,7 @@ impl Dispatcher {
                 } else if u.not_before > now {
                     s.backoff.push(u);
                 } else {
-                    route(s, u, &config);
+                    route(s, u, &config, &self.counters);
                 }
             }
             // Seal aggregates that waited long enough.
@@ -863,7 +863,7 @@ fn hash_partition_keys(cmds: &mut [Command]) {
 }
 
 /// Puts a user record into its shard's buffer.
-fn route(s: &mut StreamState, u: UserRec, config: &ProducerConfig) {
+fn route(s: &mut StreamState, u: UserRec, config: &ProducerConfig, counters: &Counters) {
     let map = s.map.as_ref().expect("routed with a map");
     let Some(i) = map.route(u.hash) else {
         // A gap in the map (mid-reshard): ask again and retry shortly.
@@ -886,6 +886,19 @@ fn route(s: &mut StreamState, u: UserRec, config: &ProducerConfig) {
     }
     if b.agg_users.len() >= config.aggregation_max_count {
         seal(b);
+    }
+    if b.agg_users.is_empty() && b.agg_users.capacity() == 0 {
+        // A new aggregate: in the buffers of one already put, if any.
+        let reuse = counters
+            .recycled
+            .lock()
+            .expect("not poisoned")
+            .buffers
+            .pop();
+        if let Some((agg, users)) = reuse {
+            b.agg = agg;
+            b.agg_users = users;
+        }
     }
     // The Kinesis record's size counts its partition key: the first user
     // record's.
@@ -1086,7 +1099,8 @@ async fn put_batch(
                 };
                 let seq: Arc<str> = Arc::from(sequence_number.as_str());
                 let aggregated = k.aggregated;
-                for (i, u) in k.users.into_iter().enumerate() {
+                let mut users = k.users;
+                for (i, u) in users.drain(..).enumerate() {
                     users_put += 1;
                     bytes_put += u.data.len() as u64;
                     bound_bytes += u.bound_bytes as u64;
@@ -1100,6 +1114,13 @@ async fn put_batch(
                             attempts,
                         },
                     );
+                }
+                if let Some(mut agg) = k.pending {
+                    agg.clear();
+                    let mut r = counters.recycled.lock().expect("not poisoned");
+                    if r.buffers.len() < crate::producer::MAX_RECYCLED {
+                        r.buffers.push((agg, users));
+                    }
                 }
             }
             EntryResult::Failed { code, message } => {

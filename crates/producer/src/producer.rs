@@ -72,7 +72,28 @@ pub(crate) struct Counters {
     pub retries: AtomicU64,
     pub throttles: AtomicU64,
     pub failed: AtomicU64,
+    /// Buffers of aggregates whose records were put, for new aggregates.
+    pub recycled: std::sync::Mutex<Recycled>,
 }
+
+/// Aggregates (emptied) and user-record lists (empty) whose records were
+/// put, given back by the request tasks for the dispatcher to fill again:
+/// fresh buffers of this size cost page faults as they are first written.
+#[derive(Default)]
+pub(crate) struct Recycled {
+    pub buffers: Vec<(crate::aggregation::Aggregate, Vec<UserRec>)>,
+}
+
+impl std::fmt::Debug for Recycled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recycled")
+            .field("buffers", &self.buffers.len())
+            .finish()
+    }
+}
+
+/// Most aggregate buffers kept for reuse.
+pub(crate) const MAX_RECYCLED: usize = 64;
 
 /// A snapshot of the producer's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -126,6 +147,7 @@ impl Producer {
             retries: AtomicU64::new(0),
             throttles: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            recycled: Default::default(),
         });
         let dispatcher = Dispatcher::new(Arc::new(client), config.clone(), counters.clone());
         let task = tokio::spawn(dispatcher.run(rx));
