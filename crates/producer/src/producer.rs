@@ -261,7 +261,20 @@ impl Producer {
             bound_bytes: size as u32,
         };
         inner.counters.outstanding.fetch_add(1, Ordering::AcqRel);
-        if inner.tx.send(Command::Record(rec)).await.is_err() {
+        // Without a send future (and its copy of the record) when the
+        // channel has room, as it has but when the dispatcher falls behind.
+        let sent = match inner.tx.try_send(Command::Record(rec)) {
+            // A send that never waits still gives the runtime its turn now
+            // and then, as the channel's send future would, so a sending
+            // loop does not starve the dispatcher and request tasks.
+            Ok(()) => {
+                tokio::task::coop::consume_budget().await;
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(cmd)) => inner.tx.send(cmd).await.map_err(|_| ()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+        };
+        if sent.is_err() {
             inner.counters.outstanding.fetch_sub(1, Ordering::AcqRel);
             bounds.records.add_permits(1);
             bounds.bytes.add_permits(size);
