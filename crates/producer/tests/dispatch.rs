@@ -25,6 +25,8 @@ struct State {
     calls: u64,
     fail: Option<Failer>,
     list_error: Option<ClientError>,
+    /// Per stream: data of every stored user record (aggregates opened).
+    by_stream: HashMap<String, Vec<Bytes>>,
 }
 
 #[derive(Clone, Default)]
@@ -72,7 +74,7 @@ impl Fake {
 impl KinesisApi for Fake {
     fn put_records<'a>(
         &'a self,
-        _stream: &'a str,
+        stream: &'a str,
         entries: Vec<PutEntry>,
     ) -> BoxFuture<'a, Result<Vec<EntryResult>, ClientError>> {
         Box::pin(async move {
@@ -109,6 +111,11 @@ impl KinesisApi for Fake {
                     .unwrap()
                     .shard_id
                     .to_string();
+                let users = deaggregate(&e.partition_key, &e.data).unwrap();
+                st.by_stream
+                    .entry(stream.to_string())
+                    .or_default()
+                    .extend(users.into_iter().map(|u| u.data));
                 let list = st.stored.entry(shard.clone()).or_default();
                 list.push((e.partition_key, e.explicit_hash_key, e.data));
                 out.push(EntryResult::Ok {
@@ -293,6 +300,60 @@ async fn aggregates_hold_only_records_of_the_shard_they_are_put_to() {
         }
     }
     assert_eq!(users, 5000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_sent_from_many_tasks_to_two_streams_reach_their_own_stream_once() {
+    // Senders on several threads (each with its own copy of the stream
+    // names), aggregates of both streams filled, put and reused many times.
+    let fake = Fake::new(4);
+    let p = Producer::new(
+        fake.clone(),
+        ProducerConfig {
+            aggregation: true,
+            aggregation_max_bytes: 4096,
+            ..config()
+        },
+    );
+    let per_task = 3000;
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let p = p.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut pending = Vec::new();
+            for i in 0..per_task {
+                let stream = if (i + t) % 3 == 0 { "one" } else { "two" };
+                let data = Bytes::from(format!("{stream}/{t}/{i}"));
+                pending.push(p.send(stream, format!("k{t}-{i}"), data).await.unwrap());
+            }
+            for f in pending {
+                f.await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    p.shutdown().await;
+    let st = fake.state.lock().unwrap();
+    let mut total = 0;
+    for (stream, datas) in &st.by_stream {
+        let mut seen: Vec<&Bytes> = datas.iter().collect();
+        total += seen.len();
+        for d in &seen {
+            let text = std::str::from_utf8(d).unwrap();
+            assert!(
+                text.starts_with(&format!("{stream}/")),
+                "{text} put to {stream}"
+            );
+        }
+        let n = seen.len();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), n, "duplicates in {stream}");
+    }
+    assert_eq!(total, 4 * per_task);
+    assert_eq!(p.stats().user_records_put, 4 * per_task as u64);
 }
 
 #[tokio::test]
