@@ -65,7 +65,7 @@ impl Block {
 /// Writes a record's result.
 pub(crate) struct Completer {
     block: Arc<Block>,
-    i: usize,
+    i: u32,
     done: bool,
 }
 
@@ -95,7 +95,7 @@ pub(crate) fn slot() -> (Completer, Receiver) {
         (
             Completer {
                 block: block.clone(),
-                i,
+                i: i as u32,
                 done: false,
             },
             Receiver {
@@ -108,7 +108,7 @@ pub(crate) fn slot() -> (Completer, Receiver) {
 
 impl Completer {
     pub(crate) fn send(mut self, value: Outcome) {
-        let s = &self.block.slots[self.i];
+        let s = &self.block.slots[self.i as usize];
         // SAFETY: only this completer writes the value, once; the receiver
         // reads it only after the release store below.
         unsafe { *s.value.get() = Some(value) };
@@ -122,7 +122,7 @@ impl Completer {
 impl Drop for Completer {
     fn drop(&mut self) {
         if !self.done {
-            let s = &self.block.slots[self.i];
+            let s = &self.block.slots[self.i as usize];
             if s.state.fetch_or(DROPPED, Ordering::AcqRel) & WAITING != 0 {
                 s.waker.wake();
             }

@@ -39,7 +39,7 @@ pub(crate) enum Command {
 pub(crate) struct UserRec {
     pub stream: Arc<str>,
     pub partition_key: String,
-    pub explicit_hash_key: Option<String>,
+    pub explicit_hash_key: Option<Box<str>>,
     /// The hash key: the explicit one, or the partition key's MD5, which
     /// the dispatcher computes for many records at once when they arrive.
     pub hash: u128,
@@ -48,7 +48,7 @@ pub(crate) struct UserRec {
     pub deadline: Instant,
     pub not_before: Instant,
     pub attempts: u32,
-    pub last_error: Option<String>,
+    pub last_error: Option<Box<str>>,
     pub reply: crate::completion::Completer,
     /// Its share of the byte bound (one record permit is implied), given
     /// back when the record completes.
@@ -116,8 +116,9 @@ fn expire(counters: &Counters, u: UserRec, now: Instant) {
         attempts: u.attempts,
         last_error: u
             .last_error
-            .clone()
-            .unwrap_or_else(|| "none (still buffered)".into()),
+            .as_deref()
+            .unwrap_or("none (still buffered)")
+            .to_string(),
     };
     complete(counters, u, Err(err));
 }
@@ -446,13 +447,13 @@ impl Dispatcher {
             let delay = self.backoff_delay(attempts);
             if ordered {
                 for u in &mut k.users {
-                    u.last_error = Some(msg.clone());
+                    u.last_error = Some(msg.as_str().into());
                 }
                 k.not_before = now + delay;
                 ordered_retry.push(k);
             } else {
                 for mut u in k.users {
-                    u.last_error = Some(msg.clone());
+                    u.last_error = Some(msg.as_str().into());
                     u.not_before = now + delay;
                     to_backoff.push(u);
                 }
@@ -526,7 +527,7 @@ impl Dispatcher {
                 s.refresh_wanted = true;
                 s.refresh_not_before = now + backoff;
                 for u in s.unrouted.iter_mut() {
-                    u.last_error = Some(format!("ListShards: {e}"));
+                    u.last_error = Some(format!("ListShards: {e}").into());
                 }
                 return;
             }
@@ -613,9 +614,9 @@ impl Dispatcher {
                         );
                     }
                     _ => {
-                        u.last_error = Some(format!(
+                        u.last_error = Some(Box::from(format!(
                             "aggregate landed in {actual}, outside the record's shard"
-                        ));
+                        )));
                         counters.retries.fetch_add(1, Ordering::Relaxed);
                         s.unrouted.push_back(u);
                     }
@@ -939,7 +940,7 @@ fn plain(shard: Arc<str>, u: UserRec) -> KRecord {
     KRecord {
         shard,
         partition_key: u.partition_key.clone(),
-        explicit_hash_key: u.explicit_hash_key.clone(),
+        explicit_hash_key: u.explicit_hash_key.as_deref().map(str::to_string),
         data: u.data.clone(),
         data_len: u.data.len(),
         pending: None,

@@ -249,7 +249,7 @@ impl Producer {
         let rec = UserRec {
             stream: self.stream_name(stream),
             partition_key,
-            explicit_hash_key: explicit_hash_key.map(str::to_string),
+            explicit_hash_key: explicit_hash_key.map(Box::from),
             hash,
             data,
             arrived: now,
