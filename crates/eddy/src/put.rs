@@ -329,18 +329,19 @@ pub async fn run(args: PutArgs) -> anyhow::Result<()> {
     let stream = args.stream.clone();
     let mut input_error = None;
     if let Some(n) = args.bench {
-        // One random buffer; records are slices of it (no copy per record).
+        // Random buffers; records are slices of them (no copy per record).
         let size = args.record_size.max(1);
         let span = 4096usize;
-        let mut buf = vec![0u8; size * span];
-        rng.fill(&mut buf[..]);
-        let buf = Bytes::from(buf);
         // Generators on the runtime's workers, so making records is not
-        // bound to one thread.
+        // bound to one thread; each slices its own buffer (as each
+        // connection of a server would read into its own).
         let mut gens = Vec::new();
         for g in 0..BENCH_GENERATORS {
             let count = n / BENCH_GENERATORS + u64::from(g < n % BENCH_GENERATORS);
-            let (producer, stream, buf) = (producer.clone(), stream.clone(), buf.clone());
+            let mut buf = vec![0u8; size * span];
+            rng.fill(&mut buf[..]);
+            let buf = Bytes::from(buf);
+            let (producer, stream) = (producer.clone(), stream.clone());
             gens.push(tokio::spawn(async move {
                 let mut rng = rand::rngs::StdRng::from_entropy();
                 let mut results = Results::default();
