@@ -93,7 +93,7 @@ impl std::fmt::Debug for Recycled {
 }
 
 /// Most aggregate buffers kept for reuse.
-pub(crate) const MAX_RECYCLED: usize = 64;
+pub(crate) const MAX_RECYCLED: usize = 256;
 
 /// A snapshot of the producer's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
