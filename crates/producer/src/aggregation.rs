@@ -349,7 +349,7 @@ pub fn encode_all(aggs: &[&Aggregate]) -> Vec<Bytes> {
     let mut outs: Vec<Vec<u8>> = aggs.iter().map(|a| a.encode_undigested()).collect();
     let mut digests = vec![[0u8; DIGEST_LEN]; outs.len()];
     let bodies: Vec<&[u8]> = outs.iter().map(|o| &o[MAGIC.len()..]).collect();
-    crate::md5x::digests(&bodies, &mut digests);
+    eddy_md5x::digests(&bodies, &mut digests);
     for (o, d) in outs.iter_mut().zip(&digests) {
         o.extend_from_slice(d);
     }

@@ -852,7 +852,7 @@ fn hash_partition_keys(cmds: &mut [Command]) {
         }
     }
     let mut hashes = vec![0u128; keys.len()];
-    crate::md5x::hash_keys(&keys, &mut hashes);
+    eddy_md5x::hash_keys(&keys, &mut hashes);
     let mut hashes = hashes.into_iter();
     for c in cmds.iter_mut() {
         if let Command::Record(u) = c

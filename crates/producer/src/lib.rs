@@ -29,7 +29,6 @@ pub mod config;
 mod dispatcher;
 pub mod error;
 mod limiter;
-mod md5x;
 pub mod metrics;
 pub mod producer;
 pub mod shard_map;

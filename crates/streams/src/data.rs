@@ -83,7 +83,13 @@ fn dry_run(input: &Value) -> Result<()> {
 /// Validates one record's key and size and returns its hash key. `entry`
 /// is the 1-based index of the record in a PutRecords call (None for
 /// PutRecord); it only shapes the error path, built on failure.
-fn record_hash(entry_value: &Value, entry: Option<usize>, max_record_bytes: usize) -> Result<u128> {
+/// `None`: the hash key is the MD5 of the partition key, left to the caller
+/// (PutRecords hashes all of a call's keys together, see `eddy-md5x`).
+fn record_hash(
+    entry_value: &Value,
+    entry: Option<usize>,
+    max_record_bytes: usize,
+) -> Result<Option<u128>> {
     let path = || {
         entry
             .map(|i| format!("records.{i}.member."))
@@ -106,12 +112,12 @@ fn record_hash(entry_value: &Value, entry: Option<usize>, max_record_bytes: usiz
         )));
     }
     match entry.str("ExplicitHashKey") {
-        Some(ehk) => parse_hash_key(ehk).ok_or_else(|| {
+        Some(ehk) => parse_hash_key(ehk).map(Some).ok_or_else(|| {
             StreamsError::InvalidArgument(format!(
                 "Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value was {ehk}"
             ))
         }),
-        None => Ok(hash_partition_key(key)),
+        None => Ok(None),
     }
 }
 
@@ -155,7 +161,10 @@ impl Streams {
         let gate = self.gate(&name);
         let _gate = gate.read().await;
         let target = self.put_target(&name)?;
-        let hash = record_hash(&input, None, target.max_record_bytes)?;
+        let hash = match record_hash(&input, None, target.max_record_bytes)? {
+            Some(explicit) => explicit,
+            None => hash_partition_key(input.str("PartitionKey").unwrap_or_default()),
+        };
         dry_run(&input)?;
         let routed = target.route(hash)?;
         if !self
@@ -195,9 +204,24 @@ impl Streams {
         };
         let sizes: Vec<usize> = entries.iter().map(record_size).collect();
         let total: usize = sizes.iter().sum();
-        let mut routes = Vec::with_capacity(entries.len());
+        let mut explicit = Vec::with_capacity(entries.len());
         for (i, e) in entries.iter().enumerate() {
-            let hash = record_hash(e, Some(i + 1), target.max_record_bytes)?;
+            explicit.push(record_hash(e, Some(i + 1), target.max_record_bytes)?);
+        }
+        // The partition keys' MD5s, all of the call's at once (several per
+        // instruction where the CPU allows).
+        let keys: Vec<&str> = entries
+            .iter()
+            .zip(&explicit)
+            .filter(|(_, h)| h.is_none())
+            .map(|(e, _)| e.str("PartitionKey").unwrap_or_default())
+            .collect();
+        let mut hashed = vec![0u128; keys.len()];
+        eddy_md5x::hash_keys(&keys, &mut hashed);
+        let mut hashed = hashed.into_iter();
+        let mut routes = Vec::with_capacity(entries.len());
+        for h in explicit {
+            let hash = h.unwrap_or_else(|| hashed.next().expect("one hash per key"));
             routes.push(target.route(hash)?);
         }
         if total > PUT_RECORDS_MAX_BYTES {
