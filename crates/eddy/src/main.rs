@@ -45,9 +45,9 @@ fn init_tracing() {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    tune_allocator();
     match cli.command {
         Command::Serve(args) => {
-            tune_allocator();
             init_tracing();
             let started = Instant::now();
             let cfg = config::ServeConfig::resolve(args)?;
@@ -142,7 +142,8 @@ async fn shutdown_signal() {
 /// with a fresh mmap and gives the top of the heap back above another: every
 /// multi-megabyte GetRecords answer and log read then costs page faults and
 /// zeroing on the way in and munmap on the way out (~12% of the server's CPU
-/// when draining a stream). Fixed thresholds keep such buffers in the heap
+/// when draining a stream; the producer's multi-megabyte PutRecords bodies
+/// in `eddy put` likewise). Fixed thresholds keep such buffers in the heap
 /// for reuse; memory use at idle is unchanged, and at most 64 MiB of free heap
 /// is kept after a burst. Other allocators and libcs are left alone.
 fn tune_allocator() {
