@@ -32,6 +32,12 @@ fn digests_one_by_one(msgs: &[&[u8]], out: &mut [[u8; 16]]) {
     }
 }
 
+/// The 128-bit hash key Kinesis derives from a partition key: its MD5 read
+/// as a big-endian unsigned integer.
+pub fn hash_key(partition_key: &str) -> u128 {
+    u128::from_be_bytes(Md5::digest(partition_key.as_bytes()).into())
+}
+
 /// The 128-bit hash keys (MD5, big-endian) of many partition keys.
 pub fn hash_keys(keys: &[&str], out: &mut [u128]) {
     assert_eq!(keys.len(), out.len(), "one hash per key");
@@ -307,8 +313,7 @@ mod tests {
         let mut out = [0u128; 5];
         hash_keys(&keys, &mut out);
         for (k, h) in keys.iter().zip(out) {
-            let d: [u8; 16] = Md5::digest(k.as_bytes()).into();
-            assert_eq!(h, u128::from_be_bytes(d), "{k}");
+            assert_eq!(h, hash_key(k), "{k}");
         }
     }
 

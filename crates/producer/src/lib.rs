@@ -39,12 +39,8 @@ pub use config::ProducerConfig;
 pub use error::{ClientError, PutError, SendError};
 pub use producer::{PendingRecord, Producer, PutResult, Stats};
 
-/// The 128-bit hash key Kinesis derives from a partition key: the MD5 digest
-/// read as a big-endian unsigned integer.
-pub fn hash_key(partition_key: &str) -> u128 {
-    use md5::{Digest, Md5};
-    u128::from_be_bytes(Md5::digest(partition_key.as_bytes()).into())
-}
+/// The 128-bit hash key Kinesis derives from a partition key.
+pub use eddy_md5x::hash_key;
 
 #[cfg(test)]
 mod tests {

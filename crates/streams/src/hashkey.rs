@@ -1,14 +1,9 @@
 //! Hash keys: the 128-bit space partition keys map into, and the even split
 //! of that space across shards.
 
-use md5::{Digest, Md5};
-
-/// MD5 of the UTF-8 partition key as a big-endian unsigned 128-bit integer.
-pub fn hash_partition_key(key: &str) -> u128 {
-    let digest = Md5::digest(key.as_bytes());
-    let bytes: [u8; 16] = digest.as_slice().try_into().expect("md5 is 16 bytes");
-    u128::from_be_bytes(bytes)
-}
+/// MD5 of the UTF-8 partition key as a big-endian unsigned 128-bit integer
+/// (PutRecords hashes a call's keys together with `eddy_md5x::hash_keys`).
+pub use eddy_md5x::hash_key as hash_partition_key;
 
 /// Parses a decimal hash key (already pattern-checked by the validator);
 /// `None` if it exceeds 2^128 - 1.

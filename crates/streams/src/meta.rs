@@ -68,11 +68,7 @@ pub fn shard_id(index: u32) -> String {
 /// on the way.
 pub fn shard_id_bytes(index: u32) -> [u8; 20] {
     let mut id = *b"shardId-000000000000";
-    let mut rest = index;
-    for d in id[8..].iter_mut().rev() {
-        *d = b'0' + (rest % 10) as u8;
-        rest /= 10;
-    }
+    crate::seqnum::fixed_width(&mut id[8..], u64::from(index));
     id
 }
 

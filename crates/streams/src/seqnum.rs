@@ -79,7 +79,7 @@ fn digits(stream_tag: u64, shard_index: u32, point: Option<u64>) -> [u8; 56] {
 
 /// `value` as zero-padded decimal filling `out` exactly (the callers' widths
 /// hold every value their fields can take).
-fn fixed_width(out: &mut [u8], mut value: u64) {
+pub(crate) fn fixed_width(out: &mut [u8], mut value: u64) {
     // Two digits per division: a GetRecords answer formats 10,000 of these.
     const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
 2021222324252627282930313233343536373839\
